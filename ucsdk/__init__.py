@@ -1,0 +1,34 @@
+"""ucsdk: explore, script and teach libp2p peer connectivity from Python and Jupyter.
+
+Example:
+    >>> import ucsdk
+    >>> with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+    ...     _ = a.connect(b.addrs[0])
+    ...     len(a.ping(b.peer_id, count=2))
+    2
+"""
+
+from ucsdk import errors
+from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
+from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
+from ucsdk.metrics import ConnectivityMetrics, Event
+from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
+from ucsdk.sync import AsyncNode, Node
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IPFS_BOOTSTRAP_PEERS",
+    "AsyncNode",
+    "ConnectionInfo",
+    "ConnectivityConfig",
+    "ConnectivityMetrics",
+    "DiscoveredPeer",
+    "Event",
+    "Node",
+    "PeerInfo",
+    "UniversalConnectivityManager",
+    "__version__",
+    "errors",
+    "setup_universal_connectivity",
+]

@@ -1,0 +1,327 @@
+"""`ConnectivityConfig`: every knob of a ucsdk node, validated, with presets.
+
+Example:
+    >>> from ucsdk import ConnectivityConfig
+    >>> cfg = ConnectivityConfig.preset("development", enable_dht_discovery=False)
+    >>> cfg.listen_host, cfg.connect_to_bootstrap, cfg.pubsub_announce_interval
+    ('127.0.0.1', False, 2.0)
+    >>> cfg.resolved_listen_addrs()
+    ['/ip4/127.0.0.1/tcp/0']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiaddr
+
+from ucsdk.errors import ConfigError
+
+IPFS_BOOTSTRAP_PEERS: tuple[str, ...] = (
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+)
+"""The public IPFS bootstrap peers, the default of ``ConnectivityConfig.bootstrap_peers``."""
+
+DEFAULT_DISCOVERY_TOPIC = "_peer-discovery._p2p._pubsub"
+UNIVERSAL_CONNECTIVITY_TOPIC = "universal-connectivity-browser-peer-discovery"
+
+TRANSPORTS = ("tcp", "quic", "websocket")
+"""Transports a node can listen and dial on."""
+
+_PLANNED_TRANSPORTS = ("webrtc", "webrtc-direct", "webtransport")
+
+PRESETS = ("browser", "server", "private", "development")
+
+
+def _wildcard_addr(transport: str, host: str) -> str:
+    ip = ipaddress.ip_address(host)
+    proto = "ip4" if ip.version == 4 else "ip6"
+    if transport == "tcp":
+        return f"/{proto}/{host}/tcp/0"
+    if transport == "quic":
+        return f"/{proto}/{host}/udp/0/quic-v1"
+    return f"/{proto}/{host}/tcp/0/ws"
+
+
+def transport_of(addr: str) -> str | None:
+    """Name the ucsdk transport a multiaddr uses (``tcp``, ``quic``, ``websocket``, ...).
+
+    >>> transport_of("/ip4/127.0.0.1/udp/4001/quic-v1")
+    'quic'
+    """
+    parts = addr.split("/")
+    if "p2p-circuit" in parts:
+        return "relay"
+    for name, transport in (
+        ("webtransport", "webtransport"),
+        ("webrtc-direct", "webrtc-direct"),
+        ("webrtc", "webrtc"),
+        ("quic-v1", "quic"),
+        ("quic", "quic"),
+        ("ws", "websocket"),
+        ("wss", "websocket"),
+        ("tcp", "tcp"),
+    ):
+        if name in parts:
+            return transport
+    return None
+
+
+@dataclass
+class ConnectivityConfig:
+    """Configuration of a ucsdk node and its :class:`UniversalConnectivityManager`.
+
+    Every field of the seed API is here; unknown or impossible values raise
+    :class:`ucsdk.errors.ConfigError` naming the field when :meth:`validate` runs (which
+    ``Node`` and the manager do for you).
+
+    Intervals and timeouts are in seconds. The callbacks run on the node's event-loop
+    thread: keep them short; an exception in one is logged and counted, never fatal.
+
+    Example:
+        >>> from ucsdk import ConnectivityConfig
+        >>> ConnectivityConfig(enable_mdns=False, transports=["tcp", "quic"]).validate()
+        ... # doctest: +ELLIPSIS
+        ConnectivityConfig(...)
+    """
+
+    # Discovery
+    enable_mdns: bool = True
+    enable_pubsub_discovery: bool = True
+    enable_dht_discovery: bool = True
+    pubsub_discovery_topics: list[str] = field(
+        default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC]
+    )
+    # NAT traversal
+    enable_autonat: bool = True
+    enable_relay_client: bool = True
+    enable_relay_server: bool = False
+    enable_dcutr: bool = True
+    max_relay_reservations: int = 3
+    max_relay_circuits: int = 256
+    # Bootstrap
+    bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
+    connect_to_bootstrap: bool = True
+    # Connections
+    max_connections: int = 300
+    max_connections_per_peer: int = 1
+    connection_timeout: float = 10.0
+    # Intervals
+    mdns_query_interval: float = 60.0
+    pubsub_announce_interval: float = 10.0
+    autonat_query_interval: float = 300.0
+    # Callbacks
+    on_peer_discovered: Callable[..., Any] | None = None
+    on_connection_established: Callable[..., Any] | None = None
+    on_connection_closed: Callable[..., Any] | None = None
+    # Node
+    listen_addrs: list[str] | None = None
+    listen_host: str = "0.0.0.0"
+    transports: list[str] = field(default_factory=lambda: ["tcp"])
+    identity_path: str | os.PathLike[str] | None = None
+    # Observability
+    max_events: int = 2000
+    metrics_history_interval: float = 1.0
+    metrics_history_size: int = 3600
+    log_level: str | None = None
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ConnectivityConfig:
+        """Return the configuration the seed's *Best Practices* recommend for ``name``.
+
+        ``name`` is one of ``"browser"``, ``"server"``, ``"private"``, ``"development"``;
+        keyword arguments override single fields afterwards.
+
+        >>> ConnectivityConfig.preset("private").connect_to_bootstrap
+        False
+        """
+        if name not in PRESETS:
+            raise ConfigError("preset", name, f"one of {', '.join(PRESETS)}")
+        base: dict[str, Any]
+        if name == "browser":
+            # Browser-like peers: AutoNAT, relay client, DCUtR and pubsub discovery;
+            # never a relay server, no mDNS.
+            base = dict(
+                enable_mdns=False,
+                enable_relay_server=False,
+                enable_autonat=True,
+                enable_relay_client=True,
+                enable_dcutr=True,
+                enable_pubsub_discovery=True,
+                pubsub_discovery_topics=[UNIVERSAL_CONNECTIVITY_TOPIC, DEFAULT_DISCOVERY_TOPIC],
+                transports=["tcp", "websocket"],
+            )
+        elif name == "server":
+            # Everything on, including serving as a relay; a good bootstrap node.
+            base = dict(
+                enable_mdns=True,
+                enable_pubsub_discovery=True,
+                enable_dht_discovery=True,
+                enable_autonat=True,
+                enable_relay_client=True,
+                enable_relay_server=True,
+                enable_dcutr=True,
+                transports=["tcp", "quic", "websocket"],
+            )
+        elif name == "private":
+            # No public bootstrap; custom bootstrap peers are added by the caller.
+            base = dict(connect_to_bootstrap=False, bootstrap_peers=[], enable_mdns=True)
+        else:
+            # Local development: loopback only, mDNS, short intervals, verbose logs.
+            base = dict(
+                connect_to_bootstrap=False,
+                bootstrap_peers=[],
+                enable_mdns=True,
+                listen_host="127.0.0.1",
+                mdns_query_interval=5.0,
+                pubsub_announce_interval=2.0,
+                autonat_query_interval=30.0,
+                log_level="DEBUG",
+            )
+        base.update(overrides)
+        return cls(**base).validate()
+
+    def replace(self, **changes: Any) -> ConnectivityConfig:
+        """Return a validated copy with ``changes`` applied (unknown names are errors)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        for key in changes:
+            if key not in names:
+                raise ConfigError(key, changes[key], f"a ConnectivityConfig field ({_near(key, names)})")
+        return dataclasses.replace(self, **changes).validate()
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> ConnectivityConfig:
+        """Check every field; raise :class:`ConfigError` on the first bad one; return self."""
+        for name in (
+            "enable_mdns",
+            "enable_pubsub_discovery",
+            "enable_dht_discovery",
+            "enable_autonat",
+            "enable_relay_client",
+            "enable_relay_server",
+            "enable_dcutr",
+            "connect_to_bootstrap",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "True or False")
+        for name in (
+            "connection_timeout",
+            "mdns_query_interval",
+            "pubsub_announce_interval",
+            "autonat_query_interval",
+            "metrics_history_interval",
+        ):
+            _positive_number(name, getattr(self, name))
+        for name, minimum in (
+            ("max_connections", 1),
+            ("max_connections_per_peer", 1),
+            ("max_relay_reservations", 0),
+            ("max_relay_circuits", 0),
+            ("max_events", 1),
+            ("metrics_history_size", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(name, value, f"a whole number >= {minimum}")
+        for name in ("on_peer_discovered", "on_connection_established", "on_connection_closed"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ConfigError(name, value, "a callable or None")
+        topics = self.pubsub_discovery_topics
+        if isinstance(topics, str) or not isinstance(topics, (list, tuple)):
+            raise ConfigError("pubsub_discovery_topics", topics, "a list of topic names")
+        for topic in topics:
+            if not isinstance(topic, str) or not topic:
+                raise ConfigError("pubsub_discovery_topics", topic, "a non-empty topic name")
+        self._validate_transports()
+        try:
+            ipaddress.ip_address(self.listen_host)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                "listen_host", self.listen_host, "an IP address such as 0.0.0.0 or 127.0.0.1"
+            ) from None
+        if self.listen_addrs is not None:
+            if isinstance(self.listen_addrs, str):
+                raise ConfigError("listen_addrs", self.listen_addrs, "a list of multiaddrs")
+            for addr in self.listen_addrs:
+                _check_multiaddr("listen_addrs", addr)
+                transport = transport_of(str(addr))
+                if transport not in self.transports:
+                    raise ConfigError(
+                        "listen_addrs",
+                        addr,
+                        f"an address of an enabled transport ({', '.join(self.transports)})",
+                    )
+        if isinstance(self.bootstrap_peers, str) or not isinstance(
+            self.bootstrap_peers, (list, tuple)
+        ):
+            raise ConfigError("bootstrap_peers", self.bootstrap_peers, "a list of multiaddrs")
+        for addr in self.bootstrap_peers:
+            _check_multiaddr("bootstrap_peers", addr)
+            if "/p2p/" not in str(addr) and "/ipfs/" not in str(addr):
+                raise ConfigError("bootstrap_peers", addr, "a multiaddr ending in /p2p/<peer id>")
+        if self.identity_path is not None and not isinstance(self.identity_path, (str, os.PathLike)):
+            raise ConfigError("identity_path", self.identity_path, "a file path or None")
+        if self.log_level is not None and self.log_level.upper() not in (
+            "DEBUG",
+            "INFO",
+            "WARNING",
+            "ERROR",
+            "CRITICAL",
+        ):
+            raise ConfigError("log_level", self.log_level, "DEBUG, INFO, WARNING, ERROR or None")
+        return self
+
+    def _validate_transports(self) -> None:
+        transports = self.transports
+        if isinstance(transports, str) or not isinstance(transports, (list, tuple)):
+            raise ConfigError("transports", transports, f"a list drawn from {TRANSPORTS}")
+        if not transports:
+            raise ConfigError("transports", transports, "at least one transport")
+        for name in transports:
+            if name in _PLANNED_TRANSPORTS:
+                raise ConfigError(
+                    "transports", name, f"one of {', '.join(TRANSPORTS)} ({name} is not supported yet)"
+                )
+            if name not in TRANSPORTS:
+                raise ConfigError("transports", name, f"one of {', '.join(TRANSPORTS)}")
+
+    def resolved_listen_addrs(self) -> list[str]:
+        """The addresses the node will listen on: ``listen_addrs``, or one per transport."""
+        if self.listen_addrs is not None:
+            return [str(a) for a in self.listen_addrs]
+        return [_wildcard_addr(t, self.listen_host) for t in self.transports]
+
+
+def _positive_number(name: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(name, value, "a positive number of seconds")
+
+
+def _check_multiaddr(name: str, value: Any) -> None:
+    try:
+        multiaddr.Multiaddr(str(value)) if isinstance(value, str) else multiaddr.Multiaddr(value)
+    except Exception as exc:
+        raise ConfigError(name, value, f"a valid multiaddr ({exc})") from None
+
+
+def _near(key: str, names: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(names), n=1)
+    return f"did you mean {close[0]!r}?" if close else "no such field"

@@ -1,0 +1,127 @@
+"""pandas DataFrames built from ucsdk snapshots (pure functions, no network access).
+
+Columns are fixed: an empty frame still has them. Times are UTC ``datetime64``; small
+enumerations are ``category``; round-trip times are float milliseconds (``rtt_ms``).
+
+Example:
+    >>> from ucsdk.frames import peers_frame, PEER_COLUMNS
+    >>> frame = peers_frame([])
+    >>> list(frame.columns) == list(PEER_COLUMNS), len(frame)
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ucsdk.metrics import ConnectivityMetrics, Event
+from ucsdk.peers import ConnectionInfo, DiscoveredPeer
+
+PEER_COLUMNS = (
+    "peer_id",
+    "multiaddrs",
+    "sources",
+    "connected",
+    "connection_type",
+    "transport",
+    "rtt_ms",
+    "agent_version",
+    "protocols",
+    "first_seen",
+    "last_seen",
+)
+CONNECTION_COLUMNS = (
+    "peer_id",
+    "remote_addr",
+    "direction",
+    "transport",
+    "security",
+    "muxer",
+    "relayed",
+    "opened_at",
+    "streams",
+)
+EVENT_COLUMNS = ("time", "kind", "peer_id", "detail")
+METRIC_COLUMNS = tuple(f.name for f in dataclasses.fields(ConnectivityMetrics))
+
+_TIME = "datetime64[ns, UTC]"
+
+
+def _frame(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    dtypes: dict[str, str],
+) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    for column, dtype in dtypes.items():
+        if dtype == _TIME:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        else:
+            frame[column] = frame[column].astype(dtype)
+    return frame
+
+
+def peers_frame(peers: Iterable[DiscoveredPeer]) -> pd.DataFrame:
+    """One row per peer; ``multiaddrs``, ``sources`` and ``protocols`` are lists."""
+    rows = (
+        {
+            "peer_id": p.peer_id,
+            "multiaddrs": list(p.multiaddrs),
+            "sources": list(p.sources),
+            "connected": p.connected,
+            "connection_type": p.connection_type,
+            "transport": p.transport,
+            "rtt_ms": p.rtt_ms,
+            "agent_version": p.agent_version,
+            "protocols": list(p.protocols),
+            "first_seen": p.first_seen,
+            "last_seen": p.last_seen,
+        }
+        for p in peers
+    )
+    return _frame(
+        rows,
+        PEER_COLUMNS,
+        {
+            "connected": "bool",
+            "connection_type": "category",
+            "transport": "category",
+            "rtt_ms": "float64",
+            "first_seen": _TIME,
+            "last_seen": _TIME,
+        },
+    )
+
+
+def connections_frame(connections: Iterable[ConnectionInfo]) -> pd.DataFrame:
+    """One row per open connection."""
+    rows = (dataclasses.asdict(c) for c in connections)
+    return _frame(
+        rows,
+        CONNECTION_COLUMNS,
+        {
+            "direction": "category",
+            "transport": "category",
+            "security": "category",
+            "muxer": "category",
+            "relayed": "bool",
+            "opened_at": _TIME,
+            "streams": "int64",
+        },
+    )
+
+
+def events_frame(events: Iterable[Event]) -> pd.DataFrame:
+    """The event log, oldest first."""
+    rows = ({"time": e.time, "kind": e.kind, "peer_id": e.peer_id, "detail": e.detail} for e in events)
+    return _frame(rows, EVENT_COLUMNS, {"time": _TIME, "kind": "category"})
+
+
+def metrics_frame(samples: Iterable[ConnectivityMetrics]) -> pd.DataFrame:
+    """One row per metrics sample; ``last_updated`` is when the state last changed."""
+    rows = (s.to_dict() for s in samples)
+    return _frame(rows, METRIC_COLUMNS, {"last_updated": _TIME, "nat_status": "category"})

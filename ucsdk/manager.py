@@ -1,0 +1,681 @@
+"""The universal connectivity manager: one object that owns a node's connectivity.
+
+It tracks every connection through a network notifee, keeps the discovered-peer table,
+dials with a strategy, records events and metrics, and (as they land) owns the discovery
+and NAT-traversal services. It runs on the host's trio event loop; everything it hands out
+is an immutable snapshot.
+
+Example (inside trio, with a host you built and started yourself):
+    >>> import trio, multiaddr
+    >>> from ucsdk import ConnectivityConfig, setup_universal_connectivity
+    >>> from ucsdk.host import build_host
+    >>> from ucsdk.identity import new_key_pair
+    >>> async def main():
+    ...     config = ConnectivityConfig.preset("development")
+    ...     host = build_host(config, new_key_pair())
+    ...     listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
+    ...     async with host.run(listen):
+    ...         manager = await setup_universal_connectivity(host, config)
+    ...         metrics = manager.get_metrics()
+    ...         await manager.stop()
+    ...     await host.close()
+    ...     return metrics.active_connections, metrics.nat_status
+    >>> trio.run(main)
+    (0, 'unknown')
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
+
+from ucsdk import errors
+from ucsdk._service import Service
+from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.host import disable_auto_dial
+from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
+from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo, PeerRecord
+from ucsdk.protocols import ping_rtts, query_identify
+
+logger = logging.getLogger("UniversalConnectivity")
+
+IDENTIFY_TIMEOUT = 5.0
+BOOTSTRAP_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+
+
+def parse_peer_id(value: Any) -> ID:
+    """A libp2p ``ID`` from a base58 string (or an ``ID``); :class:`InvalidPeerId` if not."""
+    if isinstance(value, ID):
+        return value
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidPeerId(value)
+    try:
+        peer_id = ID.from_base58(value)
+    except Exception:
+        raise errors.InvalidPeerId(value) from None
+    if not peer_id.to_bytes():
+        raise errors.InvalidPeerId(value)
+    return peer_id
+
+
+def parse_multiaddr(value: Any) -> multiaddr.Multiaddr:
+    """A ``Multiaddr`` from a string; :class:`InvalidMultiaddr` naming the value if not."""
+    if isinstance(value, multiaddr.Multiaddr):
+        return value
+    if not isinstance(value, str):
+        raise errors.InvalidMultiaddr(value, "not a string")
+    try:
+        return multiaddr.Multiaddr(value)
+    except Exception as exc:
+        raise errors.InvalidMultiaddr(value, str(exc)) from None
+
+
+def split_p2p(addr: multiaddr.Multiaddr) -> tuple[multiaddr.Multiaddr, str | None]:
+    """Split ``/ip4/.../tcp/1/p2p/<id>`` into the transport part and the peer id."""
+    text = str(addr)
+    marker = text.rfind("/p2p/")
+    if marker < 0 or "/p2p-circuit" in text[marker:]:
+        return addr, None
+    return multiaddr.Multiaddr(text[:marker] or "/"), text[marker + len("/p2p/") :]
+
+
+@dataclass
+class _OpenConnection:
+    peer_id: str
+    remote_addr: str | None
+    direction: str
+    transport: str | None
+    relayed: bool
+    opened_at: datetime
+
+
+class _ManagerNotifee(INotifee):
+    """Forwards swarm events to the manager while it is running."""
+
+    def __init__(self, manager: UniversalConnectivityManager) -> None:
+        self._manager = manager
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._manager._on_connected(conn)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._manager._on_disconnected(conn)
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+
+def describe_connection(conn: INetConn) -> tuple[str | None, str | None, bool]:
+    """(remote address, transport, relayed) of a py-libp2p connection."""
+    remote: str | None = None
+    try:
+        addrs = conn.get_transport_addresses()
+        if addrs:
+            remote = str(split_p2p(addrs[0])[0])
+    except Exception as exc:
+        logger.debug("no transport address for a connection: %s", exc)
+    relayed = bool(remote and "/p2p-circuit" in remote)
+    connection_type = getattr(conn, "get_connection_type", None)
+    if callable(connection_type) and "RELAY" in str(connection_type()).upper():
+        relayed = True
+    transport = transport_of(remote) if remote else None
+    # py-libp2p gives no address for a WebSocket connection (and may call it /tcp): look
+    # at the raw connection object beneath the muxer and security layers.
+    layer: Any = getattr(conn, "muxed_conn", None)
+    for _ in range(6):
+        if layer is None:
+            break
+        if "websocket" in type(layer).__name__.lower():
+            transport = "websocket"
+            ws_remote = getattr(layer, "_remote_addr", None)
+            if ws_remote is not None and str(ws_remote).startswith("/"):
+                remote = str(split_p2p(multiaddr.Multiaddr(str(ws_remote)))[0])
+            break
+        layer = next(
+            (getattr(layer, a) for a in ("secured_conn", "conn", "stream") if getattr(layer, a, None) is not None),
+            None,
+        )
+    if relayed:
+        transport = "relay"
+    return remote, transport, relayed
+
+
+def connection_direction(conn: INetConn) -> str:
+    """``"inbound"`` or ``"outbound"``.
+
+    py-libp2p leaves inbound connections' direction UNKNOWN, so fall back on which side
+    initiated the secure session / muxer.
+    """
+    direction = str(getattr(conn, "direction", "") or "").split(".")[-1].lower()
+    if direction in ("inbound", "outbound"):
+        return direction
+    muxed: Any = getattr(conn, "muxed_conn", None)
+    for holder, attr in (
+        (muxed, "is_initiator_value"),
+        (muxed, "_is_initiator"),
+        (getattr(muxed, "secured_conn", None), "is_initiator"),
+    ):
+        value = getattr(holder, attr, None)
+        if isinstance(value, bool):
+            return "outbound" if value else "inbound"
+    return "unknown"
+
+
+def _callback_name(callback: Callable[..., Any]) -> str:
+    return getattr(callback, "__qualname__", None) or repr(callback)
+
+
+def _dial_failure_reason(exc: BaseException) -> str:
+    """The most specific reason in an exception chain (py-libp2p wraps the OS error)."""
+    reasons: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            reasons.append(text)
+        nested = getattr(current, "exceptions", None) or getattr(current, "errors", None)
+        if isinstance(nested, (list, tuple)):
+            stack.extend(e for e in nested if isinstance(e, BaseException))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+    for hint in ("refused", "timed out", "unreachable", "reset", "handshake", "protocol"):
+        for text in reasons:
+            if hint in text.lower():
+                return text
+    return reasons[-1] if reasons else type(exc).__name__
+
+
+class UniversalConnectivityManager(Service):
+    """Owns a host's connectivity: connections, peers, dial strategy, events, metrics.
+
+    ``start()`` registers with the host's network and begins bootstrap dialling;
+    ``stop()`` undoes that and waits for every task it started. The host itself stays
+    yours (start it before, close it after).
+
+    Discovery (pubsub, mDNS, DHT) and NAT traversal (AutoNAT, relay, DCUtR) attach to the
+    attributes ``pubsub_discovery``, ``mdns``, ``dht``, ``autonat``, ``relay_client``,
+    ``relay_server`` and ``dcutr``; they are ``None`` while not running.
+
+    Example:
+        see the module docstring (``ucsdk.manager``) for a complete, runnable example.
+    """
+
+    def __init__(self, host: IHost, config: ConnectivityConfig | None = None) -> None:
+        super().__init__()
+        self.host = host
+        self.config = (config if config is not None else ConnectivityConfig()).validate()
+        self.logger = logger
+        self._peers: dict[str, PeerRecord] = {}
+        self._connections: dict[int, _OpenConnection] = {}
+        self._events = EventLog(self.config.max_events)
+        self._history = MetricsHistory(self.config.metrics_history_size)
+        self._notifee = _ManagerNotifee(self)
+        self._nursery: trio.Nursery | None = None
+        self._established = 0
+        self._failed = 0
+        self._callback_errors = 0
+        self._invalid_messages = 0
+        self._dcutr_attempts = 0
+        self._dcutr_successes = 0
+        self._changed_at = utcnow()
+        self.version = 0
+        """Grows by one on every change; views poll it to know when to redraw."""
+        self.local_peer_id = host.get_id().to_base58()
+        # Services of later layers attach here.
+        self.pubsub_discovery: Any = None
+        self.mdns: Any = None
+        self.dht: Any = None
+        self.autonat: Any = None
+        self.relay_client: Any = None
+        self.relay_server: Any = None
+        self.dcutr: Any = None
+
+    # ----------------------------------------------------------------- life cycle
+    async def _on_start(self) -> None:
+        await disable_auto_dial(self.host)
+        network = self.host.get_network()
+        network.register_notifee(self._notifee)
+        for connections in list(network.connections.values()):
+            for conn in connections:
+                self._on_connected(conn)
+        self._record("started", None, f"manager started on {self.local_peer_id}")
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        nursery.start_soon(self._sample_metrics)
+        if self.config.connect_to_bootstrap:
+            for addr in self.config.bootstrap_peers:
+                nursery.start_soon(self._keep_bootstrap_connection, str(addr))
+
+    async def _on_stop(self) -> None:
+        self._nursery = None
+        network = self.host.get_network()
+        remove = getattr(network, "remove_notifee", None)
+        if callable(remove):
+            remove(self._notifee)
+        self._record("stopped", None, "manager stopped")
+        self._history.add(self.get_metrics())
+
+    # ---------------------------------------------------------------- snapshots
+    def get_metrics(self) -> ConnectivityMetrics:
+        """A snapshot of the counters (see :class:`ConnectivityMetrics`)."""
+        relayed = sum(1 for c in self._connections.values() if c.relayed)
+        active = len(self._connections)
+        nat_status = getattr(self.autonat, "nat_status", None) or "unknown"
+        return ConnectivityMetrics(
+            total_peers_discovered=len(self._peers),
+            total_connections_established=self._established,
+            total_connections_failed=self._failed,
+            active_connections=active,
+            relay_connections=relayed,
+            direct_connections=active - relayed,
+            nat_status=nat_status,
+            dcutr_success_rate=(
+                self._dcutr_successes / self._dcutr_attempts if self._dcutr_attempts else 0.0
+            ),
+            last_updated=self._changed_at,
+            callback_errors=self._callback_errors,
+            dcutr_attempts=self._dcutr_attempts,
+            dcutr_successes=self._dcutr_successes,
+            invalid_messages=self._invalid_messages,
+        )
+
+    def get_discovered_peers(self) -> list[DiscoveredPeer]:
+        """Every peer heard of, by any mechanism, oldest first."""
+        return [record.snapshot() for record in self._peers.values()]
+
+    def get_peer(self, peer_id: str) -> DiscoveredPeer | None:
+        record = self._peers.get(str(peer_id))
+        return record.snapshot() if record else None
+
+    def get_connections(self) -> list[ConnectionInfo]:
+        """Every open connection, with its negotiated security and muxer."""
+        network = self.host.get_network()
+        rows: list[ConnectionInfo] = []
+        for connections in list(network.connections.values()):
+            for conn in connections:
+                known = self._connections.get(id(conn))
+                if known is None:
+                    continue
+                security = _call_str(conn, "get_negotiated_security_protocol")
+                muxer = _call_str(conn, "get_negotiated_muxer_protocol")
+                if known.transport == "quic":
+                    # QUIC brings its own TLS 1.3 handshake and native streams.
+                    security = security or "tls1.3 (quic)"
+                    muxer = muxer or "quic"
+                try:
+                    streams = len(conn.get_streams())
+                except Exception:
+                    streams = 0
+                rows.append(
+                    ConnectionInfo(
+                        peer_id=known.peer_id,
+                        remote_addr=known.remote_addr,
+                        direction=known.direction,
+                        transport=known.transport,
+                        security=security,
+                        muxer=muxer,
+                        relayed=known.relayed,
+                        opened_at=known.opened_at,
+                        streams=streams,
+                    )
+                )
+        return rows
+
+    def get_events(self) -> list[Event]:
+        return self._events.snapshot()
+
+    def get_metrics_history(self) -> list[ConnectivityMetrics]:
+        return self._history.snapshot()
+
+    def is_connected(self, peer_id: str) -> bool:
+        record = self._peers.get(str(peer_id))
+        return bool(record and record.connected)
+
+    def get_nat_status(self) -> str:
+        """``"public"``, ``"private"`` or ``"unknown"`` (``"unknown"`` until AutoNAT runs)."""
+        return self.get_metrics().nat_status
+
+    # ------------------------------------------------------------ peers & events
+    def report_peer(self, peer_id: str, addrs: Sequence[str], source: str) -> DiscoveredPeer:
+        """Merge what a discovery mechanism learnt about a peer into the table."""
+        record, is_new = self._record_for(peer_id)
+        changed = record.add_addrs([str(a) for a in addrs], source)
+        if is_new:
+            self._record("peer_discovered", peer_id, f"via {source}")
+            self._call_user(self.config.on_peer_discovered, record.snapshot())
+        elif changed:
+            self._touch()
+        return record.snapshot()
+
+    def count_invalid_message(self, what: str, peer_id: str | None = None) -> None:
+        """Count (and log at debug) a malformed message from the network."""
+        self._invalid_messages += 1
+        logger.debug("dropped invalid input from %s: %s", peer_id or "network", what)
+        self._touch()
+
+    def _record_for(self, peer_id: str) -> tuple[PeerRecord, bool]:
+        record = self._peers.get(peer_id)
+        if record is not None:
+            return record, False
+        record = PeerRecord(peer_id)
+        self._peers[peer_id] = record
+        return record, True
+
+    def _touch(self) -> None:
+        self.version += 1
+        self._changed_at = utcnow()
+
+    def _record(self, kind: str, peer_id: str | None, detail: str) -> Event:
+        event = self._events.add(kind, peer_id, detail)
+        logger.debug("%s %s %s", kind, peer_id or "", detail)
+        self._touch()
+        return event
+
+    def _call_user(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+        except Exception as exc:
+            self._callback_failed(callback, exc)
+            return
+        if inspect.isawaitable(result):
+            if self._nursery is None:
+                # Not running: close the coroutine rather than leave it un-awaited.
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+                return
+            self._nursery.start_soon(self._await_callback, callback, result)
+
+    async def _await_callback(self, callback: Callable[..., Any], awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception as exc:
+            self._callback_failed(callback, exc)
+
+    def _callback_failed(self, callback: Callable[..., Any], exc: Exception) -> None:
+        self._callback_errors += 1
+        logger.warning("callback %s raised %r", _callback_name(callback), exc, exc_info=exc)
+        self._record("callback_error", None, f"{_callback_name(callback)} raised {exc!r}")
+
+    # ----------------------------------------------------------- connection events
+    def _on_connected(self, conn: INetConn) -> None:
+        if id(conn) in self._connections:
+            return
+        try:
+            peer_id = conn.muxed_conn.peer_id.to_base58()
+        except Exception as exc:
+            logger.debug("connection without a peer id: %s", exc)
+            return
+        remote, transport, relayed = describe_connection(conn)
+        direction = connection_direction(conn)
+        self._connections[id(conn)] = _OpenConnection(
+            peer_id, remote, direction, transport, relayed, utcnow()
+        )
+        record, is_new = self._record_for(peer_id)
+        record.connections += 1
+        record.relayed_connections += int(relayed)
+        record.transport = transport
+        if remote and direction == "outbound":
+            record.add_addrs([remote], None)
+        elif direction == "inbound" and not record.sources:
+            record.add_addrs([], "inbound")
+        self._established += 1
+        if is_new:
+            self._record("peer_discovered", peer_id, f"via {direction} connection")
+            self._call_user(self.config.on_peer_discovered, record.snapshot())
+        self._record("connected", peer_id, f"{direction} {transport} {remote}")
+        self._call_user(self.config.on_connection_established, peer_id, remote)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._identify, conn.muxed_conn.peer_id)
+
+    def _on_disconnected(self, conn: INetConn) -> None:
+        known = self._connections.pop(id(conn), None)
+        if known is None:
+            return
+        record = self._peers.get(known.peer_id)
+        if record is not None:
+            record.connections = max(0, record.connections - 1)
+            record.relayed_connections = max(0, record.relayed_connections - int(known.relayed))
+            record.last_seen = utcnow()
+        self._record("disconnected", known.peer_id, f"{known.transport} {known.remote_addr}")
+        self._call_user(self.config.on_connection_closed, known.peer_id, known.remote_addr)
+
+    async def _identify(self, peer_id: ID) -> None:
+        try:
+            with trio.fail_after(IDENTIFY_TIMEOUT):
+                message = await query_identify(self.host, peer_id)
+        except Exception as exc:
+            logger.debug("identify of %s failed: %s", peer_id, exc)
+            return
+        record = self._peers.get(peer_id.to_base58())
+        if record is None:
+            return
+        record.agent_version = message.agent_version or None
+        record.protocols = tuple(sorted(str(p) for p in message.protocols))[:256]
+        listen: list[str] = []
+        for raw in list(message.listen_addrs)[:64]:
+            try:
+                listen.append(str(multiaddr.Multiaddr(raw)))
+            except Exception:
+                self.count_invalid_message("undecodable identify listen address", str(peer_id))
+        record.add_addrs(listen, None)
+        self._record("identified", record.peer_id, record.agent_version or "")
+
+    # ------------------------------------------------------------------- dialling
+    async def connect(self, addr: str | multiaddr.Multiaddr) -> PeerInfo:
+        """Connect to a full multiaddr (ending in ``/p2p/<peer id>``); raise on failure."""
+        maddr = parse_multiaddr(addr)
+        transport_addr, peer_id = split_p2p(maddr)
+        if peer_id is None:
+            raise errors.InvalidMultiaddr(str(addr), "it must end in /p2p/<peer id>")
+        await self.connect_peer(peer_id, [str(transport_addr)], source="manual")
+        return self.peer_info(peer_id)
+
+    def peer_info(self, peer_id: str) -> PeerInfo:
+        record = self._peers[peer_id]
+        return PeerInfo(
+            peer_id=peer_id,
+            addrs=tuple(record.multiaddrs),
+            transport=record.transport if record.connected else None,
+            connection_type=record.connection_type,
+            agent_version=record.agent_version,
+            protocols=record.protocols,
+        )
+
+    async def connect_peer(
+        self,
+        peer_id: str | ID,
+        addrs: Sequence[str] | None = None,
+        *,
+        use_relay: bool = True,
+        source: str = "manual",
+    ) -> DiscoveredPeer:
+        """The dial strategy; returns the peer on success, raises :class:`DialError`.
+
+        1. direct dial to ``addrs`` and every address already known for the peer;
+        2. with ``use_relay``, through a relay the peer has a reservation on (when the
+           relay client runs); once relayed, DCUtR upgrades the connection.
+        """
+        pid = parse_peer_id(peer_id)
+        pid_text = pid.to_base58()
+        if pid_text == self.local_peer_id:
+            raise errors.DialError(pid_text, [], "that is this node's own peer id")
+        targets: list[multiaddr.Multiaddr] = []
+        for raw in addrs or ():
+            maddr, embedded = split_p2p(parse_multiaddr(raw))
+            if embedded is not None and embedded != pid_text:
+                raise errors.InvalidMultiaddr(
+                    str(raw), f"it names peer {embedded}, not {pid_text}"
+                )
+            targets.append(maddr)
+        if targets:
+            record, is_new = self._record_for(pid_text)
+            record.add_addrs([str(t) for t in targets], source)
+            if is_new:
+                self._record("peer_discovered", pid_text, f"via {source}")
+                self._call_user(self.config.on_peer_discovered, record.snapshot())
+        known = _known_addrs(self.host, pid)
+        all_addrs = [str(a) for a in [*targets, *known]]
+        if not all_addrs and not self.is_connected(pid_text):
+            self._failed += 1
+            self._record("dial_failed", pid_text, "no known address")
+            raise errors.PeerNotFound(pid_text)
+        started = trio.current_time()
+        try:
+            with trio.fail_after(self.config.connection_timeout):
+                await self.host.connect(Libp2pPeerInfo(pid, targets))
+        except trio.TooSlowError:
+            reason = f"timed out after {self.config.connection_timeout:g} s"
+            self._dial_failed(pid_text, all_addrs, reason)
+            raise errors.DialError(pid_text, all_addrs, reason) from None
+        except Exception as exc:
+            reason = _dial_failure_reason(exc)
+            self._dial_failed(pid_text, all_addrs, reason)
+            raise errors.DialError(pid_text, all_addrs, reason) from exc
+        elapsed_ms = (trio.current_time() - started) * 1000
+        # The notifee may run just after connect() returns: make sure the table knows.
+        for conn in self.host.get_network().connections.get(pid, []):
+            self._on_connected(conn)
+            known_conn = self._connections.get(id(conn))
+            if known_conn is not None and known_conn.remote_addr is None:
+                # e.g. WebSocket: py-libp2p keeps no address; we know which one we dialled.
+                dialled = [str(t) for t in targets if transport_of(str(t)) == known_conn.transport]
+                known_conn.remote_addr = dialled[0] if dialled else None
+        self._record("dial_succeeded", pid_text, f"direct in {elapsed_ms:.1f} ms")
+        return self._peers[pid_text].snapshot()
+
+    def _dial_failed(self, peer_id: str, addrs: list[str], reason: str) -> None:
+        self._failed += 1
+        self._record("dial_failed", peer_id, f"{reason} ({', '.join(addrs)})")
+
+    async def dial_peer(
+        self, peer_id: str, addrs: Sequence[str] | None = None, use_relay: bool = True
+    ) -> bool:
+        """The seed's dial call: ``True`` when connected, ``False`` when every way failed.
+
+        Malformed input (a bad peer id or multiaddr) still raises
+        :class:`ucsdk.errors.InvalidInput`: that is a bug in the caller, not a failed dial.
+        """
+        try:
+            await self.connect_peer(peer_id, addrs, use_relay=use_relay)
+        except errors.InvalidInput:
+            raise
+        except errors.DialError as exc:
+            logger.info("dial_peer failed: %s", exc)
+            return False
+        return True
+
+    async def ping(self, peer_id: str | ID, count: int = 5) -> list[float]:
+        """Round-trip times in ms to ``peer_id`` (dialled first when not connected)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise errors.InvalidInput("ping count", count, "a whole number >= 1")
+        pid = parse_peer_id(peer_id)
+        pid_text = pid.to_base58()
+        if not self.is_connected(pid_text):
+            await self.connect_peer(pid)
+        try:
+            rtts = await ping_rtts(self.host, pid, count)
+        except Exception as exc:
+            self._record("ping_failed", pid_text, repr(exc))
+            raise errors.PingError(pid_text, _dial_failure_reason(exc)) from exc
+        record, _ = self._record_for(pid_text)
+        record.rtt_ms = statistics.median(rtts)
+        record.last_seen = utcnow()
+        self._record("ping", pid_text, f"median {record.rtt_ms:.3f} ms over {count}")
+        return rtts
+
+    async def disconnect(self, peer_id: str | ID) -> None:
+        """Close every connection to ``peer_id``."""
+        pid = parse_peer_id(peer_id)
+        await self.host.disconnect(pid)
+
+    # ------------------------------------------------------------ background work
+    async def _sample_metrics(self) -> None:
+        while True:
+            self._history.add(self.get_metrics())
+            await trio.sleep(self.config.metrics_history_interval)
+
+    async def _keep_bootstrap_connection(self, addr: str) -> None:
+        """Stay connected to one bootstrap peer, retrying with exponential back-off."""
+        maddr = parse_multiaddr(addr)
+        transport_addr, peer_id = split_p2p(maddr)
+        if peer_id is None:
+            return
+        if "/dnsaddr/" in addr:
+            # A /dnsaddr/ needs a TXT lookup; without that resolver we say so and move on.
+            self._record(
+                "bootstrap_skipped",
+                peer_id,
+                f"{addr}: /dnsaddr/ resolution is not available in this version",
+            )
+            return
+        self.report_peer(peer_id, [str(transport_addr)], "bootstrap")
+        attempt = 0
+        while True:
+            if not self.is_connected(peer_id):
+                try:
+                    await self.connect_peer(peer_id, [str(transport_addr)], source="bootstrap")
+                    attempt = 0
+                except errors.UcsdkError as exc:
+                    delay = BOOTSTRAP_BACKOFF[min(attempt, len(BOOTSTRAP_BACKOFF) - 1)]
+                    attempt += 1
+                    self._record("bootstrap_retry", peer_id, f"{exc.__class__.__name__}; next try in {delay:g} s")
+                    await trio.sleep(delay)
+                    continue
+            await trio.sleep(BOOTSTRAP_BACKOFF[0])
+
+
+def _call_str(obj: Any, method: str) -> str | None:
+    fn = getattr(obj, method, None)
+    if not callable(fn):
+        return None
+    try:
+        value = fn()
+    except Exception:
+        return None
+    return str(value) if value else None
+
+
+def _known_addrs(host: IHost, peer_id: ID) -> list[multiaddr.Multiaddr]:
+    try:
+        return list(host.get_peerstore().addrs(peer_id))
+    except Exception:  # py-libp2p raises PeerStoreError for a peer it never saw
+        return []
+
+
+async def setup_universal_connectivity(
+    host: IHost, config: ConnectivityConfig | None = None
+) -> UniversalConnectivityManager:
+    """Create a :class:`UniversalConnectivityManager` for ``host`` and start it."""
+    manager = UniversalConnectivityManager(host, config)
+    await manager.start()
+    return manager

@@ -1,0 +1,400 @@
+"""`Node`: a libp2p node you can use from plain Python and Jupyter, without async code.
+
+The node's trio event loop runs in one background thread shared by every Node of the
+process (an anyio blocking portal); each blocking method hands its work to that loop and
+waits at most ``timeout`` seconds. Answers are plain objects and pandas DataFrames.
+
+Example:
+    >>> from ucsdk import Node
+    >>> with Node.development() as a, Node.development() as b:
+    ...     peer = a.connect(b.addrs[0])
+    ...     rtts = a.ping(b.peer_id, count=3)
+    ...     (peer.peer_id == b.peer_id, len(rtts), a.peers().loc[0, "connected"])
+    (True, 3, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import html
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import pandas as pd
+import trio
+from anyio.from_thread import BlockingPortal, BlockingPortalProvider
+
+import multiaddr
+
+from ucsdk import errors, frames
+from ucsdk.config import ConnectivityConfig
+from ucsdk.host import build_host, expand_wildcard
+from ucsdk.identity import load_or_create_key_pair
+from ucsdk.manager import UniversalConnectivityManager
+from ucsdk.metrics import ConnectivityMetrics
+from ucsdk.peers import DiscoveredPeer, PeerInfo
+
+logger = logging.getLogger("UniversalConnectivity")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+_GRACE = 2.0  # extra wait for the loop thread beyond the in-loop deadline
+
+_RUNTIME = BlockingPortalProvider(backend="trio")
+_LIVE_NODES: weakref.WeakSet[Node] = weakref.WeakSet()
+
+
+def _stop_all_nodes() -> None:
+    for node in list(_LIVE_NODES):
+        node.stop(timeout=5.0)
+
+
+atexit.register(_stop_all_nodes)
+
+
+def _check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise errors.InvalidInput("timeout", timeout, "a positive number of seconds")
+    return float(timeout)
+
+
+class Node:
+    """A running libp2p node with a blocking API (see the module docstring).
+
+    ``Node(config=None, **overrides)`` starts at once: ``config`` is a
+    :class:`ConnectivityConfig` (default: ``ConnectivityConfig()``) and keyword arguments
+    override its fields. Use it as a context manager or call :meth:`stop`; nodes still
+    running at interpreter exit are stopped then.
+
+    Every blocking method takes ``timeout=`` (default ``Node.timeout``, 10 s) and raises
+    :class:`ucsdk.errors.Timeout` rather than hang. ``node.aio`` has the same methods as
+    coroutines for ``await`` in a notebook (asyncio) without blocking the kernel.
+
+    Example:
+        >>> from ucsdk import Node
+        >>> node = Node(listen_host="127.0.0.1", connect_to_bootstrap=False)
+        >>> node.addrs[0].endswith("/p2p/" + node.peer_id)
+        True
+        >>> node.stop()
+    """
+
+    def __init__(
+        self,
+        config: ConnectivityConfig | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        **overrides: Any,
+    ) -> None:
+        base = config if config is not None else ConnectivityConfig()
+        if not isinstance(base, ConnectivityConfig):
+            raise errors.ConfigError("config", base, "a ucsdk.ConnectivityConfig or None")
+        self.config = base.replace(**overrides) if overrides else base.validate()
+        self.timeout = _check_timeout(timeout)
+        self._state_lock = threading.Lock()
+        self._stopped = False
+        self._stop_requested: trio.Event | None = None
+        self._manager: UniversalConnectivityManager | None = None
+        self._loop_thread: int | None = None
+        self._portal: BlockingPortal = _RUNTIME.__enter__()
+        try:
+            self._lifetime_future, self.peer_id = self._portal.start_task(
+                self._lifetime, name="ucsdk-node"
+            )
+        except BaseException as exc:
+            self._stopped = True
+            _RUNTIME.__exit__(None, None, None)
+            if isinstance(exc, errors.UcsdkError):
+                raise
+            raise errors.NodeStartError(self.config.resolved_listen_addrs(), repr(exc)) from exc
+        self.aio = AsyncNode(self)
+        _LIVE_NODES.add(self)
+
+    @classmethod
+    def development(cls, **overrides: Any) -> Node:
+        """A node with the ``development`` preset: loopback only, no public bootstrap."""
+        timeout = overrides.pop("timeout", DEFAULT_TIMEOUT)
+        return cls(ConnectivityConfig.preset("development", **overrides), timeout=timeout)
+
+    # ------------------------------------------------------------------ life cycle
+    async def _lifetime(self, *, task_status: Any) -> None:
+        self._loop_thread = threading.get_ident()
+        self._stop_requested = trio.Event()
+        config = self.config
+        key_pair = load_or_create_key_pair(config.identity_path)
+        host = build_host(config, key_pair)
+        listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
+        listening = False
+        try:
+            async with host.run(listen):
+                listening = True
+                manager = UniversalConnectivityManager(host, config)
+                await manager.start()
+                try:
+                    self._manager = manager
+                    task_status.started(host.get_id().to_base58())
+                    await self._stop_requested.wait()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await manager.stop()
+        except Exception as exc:
+            if listening:
+                raise
+            raise errors.NodeStartError(config.resolved_listen_addrs(), _first_line(exc)) from exc
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await host.close()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the node and release its sockets; calling it again does nothing."""
+        with self._state_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        _LIVE_NODES.discard(self)
+        limit = self.timeout if timeout is None else _check_timeout(timeout)
+        try:
+            if self._stop_requested is not None:
+                self._portal.call(self._stop_requested.set)
+            self._lifetime_future.result(limit)
+        except concurrent.futures.TimeoutError:
+            logger.warning("node %s did not stop within %g s; cancelling it", self.peer_id, limit)
+            self._lifetime_future.cancel()
+        except Exception as exc:
+            logger.warning("node %s stopped with an error: %r", self.peer_id, exc)
+        finally:
+            _RUNTIME.__exit__(None, None, None)
+
+    close = stop
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- cross-thread calls
+    def _submit(
+        self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None
+    ) -> tuple[concurrent.futures.Future[Any], float]:
+        if self._stopped:
+            raise errors.NodeStopped(operation)
+        if threading.get_ident() == self._loop_thread:
+            raise errors.WrongThread(operation)
+        limit = self.timeout if timeout is None else _check_timeout(timeout)
+        future = self._portal.start_task_soon(_within, operation, limit, fn, *args)
+        return future, limit
+
+    def _call(
+        self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None
+    ) -> Any:
+        future, limit = self._submit(operation, fn, *args, timeout=timeout)
+        try:
+            return future.result(limit + _GRACE)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise errors.Timeout(operation, limit) from None
+
+    def _snapshot(self, operation: str, fn: Callable[[], T]) -> T:
+        """Run a quick, non-blocking getter on the loop thread (no task is spawned)."""
+        if self._stopped:
+            raise errors.NodeStopped(operation)
+        if threading.get_ident() == self._loop_thread:
+            return fn()
+        return self._portal.call(fn)
+
+    @property
+    def manager(self) -> UniversalConnectivityManager:
+        """The async manager behind this node (use it only from the node's event loop)."""
+        if self._manager is None:
+            raise errors.NodeStopped("use the manager")
+        return self._manager
+
+    # -------------------------------------------------------------------- identity
+    @property
+    def addrs(self) -> list[str]:
+        """Addresses others can dial, each ending in ``/p2p/<peer_id>``."""
+        return self._snapshot("read addresses", self._addrs_now)
+
+    def _addrs_now(self) -> list[str]:
+        manager = self.manager
+        seen: list[str] = []
+        for addr in manager.host.get_transport_addrs():
+            for expanded in expand_wildcard(str(addr)):
+                full = f"{expanded}/p2p/{self.peer_id}"
+                if full not in seen:
+                    seen.append(full)
+        return seen
+
+    # ------------------------------------------------------------------- actions
+    def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
+        """Connect to ``multiaddr`` (which must end in ``/p2p/<peer id>``)."""
+        return self._call(f"connect to {multiaddr}", self.manager.connect, multiaddr, timeout=timeout)
+
+    def dial_peer(
+        self,
+        peer_id: str,
+        addrs: Sequence[str] | None = None,
+        use_relay: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """The seed's dial strategy: ``True`` when connected, ``False`` when it failed."""
+        return self._call(
+            f"dial {peer_id}", self.manager.dial_peer, peer_id, addrs, use_relay, timeout=timeout
+        )
+
+    def ping(self, peer_id: str, count: int = 5, *, timeout: float | None = None) -> list[float]:
+        """Ping ``peer_id`` ``count`` times; round-trip times in milliseconds."""
+        return self._call(f"ping {peer_id}", self.manager.ping, peer_id, count, timeout=timeout)
+
+    def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
+        """Close every connection to ``peer_id``."""
+        self._call(f"disconnect {peer_id}", self.manager.disconnect, peer_id, timeout=timeout)
+
+    # ------------------------------------------------------------------ snapshots
+    def metrics(self) -> ConnectivityMetrics:
+        """The current :class:`ConnectivityMetrics`."""
+        return self._snapshot("read metrics", self.manager.get_metrics)
+
+    get_metrics = metrics
+
+    def get_discovered_peers(self) -> list[DiscoveredPeer]:
+        """Every peer this node has heard of, as :class:`DiscoveredPeer` objects."""
+        return self._snapshot("read peers", self.manager.get_discovered_peers)
+
+    def peers(self) -> pd.DataFrame:
+        """One row per known peer (see ``ucsdk.frames.PEER_COLUMNS``)."""
+        return frames.peers_frame(self.get_discovered_peers())
+
+    def connections(self) -> pd.DataFrame:
+        """One row per open connection (see ``ucsdk.frames.CONNECTION_COLUMNS``)."""
+        return frames.connections_frame(
+            self._snapshot("read connections", self.manager.get_connections)
+        )
+
+    def events(self) -> pd.DataFrame:
+        """The node's event log, oldest first (time, kind, peer_id, detail)."""
+        return frames.events_frame(self._snapshot("read events", self.manager.get_events))
+
+    def metrics_history(self) -> pd.DataFrame:
+        """Metrics sampled every ``config.metrics_history_interval`` seconds."""
+        return frames.metrics_frame(
+            self._snapshot("read metrics history", self.manager.get_metrics_history)
+        )
+
+    # -------------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        if self._stopped:
+            return f"<ucsdk.Node {self.peer_id} stopped>"
+        try:
+            m = self.metrics()
+        except errors.UcsdkError:
+            return f"<ucsdk.Node {self.peer_id}>"
+        return (
+            f"<ucsdk.Node {self.peer_id} running: {m.total_peers_discovered} peers, "
+            f"{m.active_connections} connections, NAT {m.nat_status}>"
+        )
+
+    def _repr_html_(self) -> str:
+        if self._stopped:
+            return f"<div class='ucsdk-node'><b>ucsdk.Node</b> {html.escape(self.peer_id)} (stopped)</div>"
+        metrics = self.metrics()
+        addrs = "<br>".join(html.escape(a) for a in self.addrs)
+        return (
+            f"<div class='ucsdk-node'><b>ucsdk.Node</b> <code>{html.escape(self.peer_id)}</code>"
+            f"<br>{addrs}<br>{metrics._repr_html_()}</div>"
+        )
+
+
+async def _within(operation: str, limit: float, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        with trio.fail_after(limit):
+            result = fn(*args)
+            if isinstance(result, Awaitable):
+                result = await result
+            return result
+    except trio.TooSlowError:
+        raise errors.Timeout(operation, limit) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class AsyncNode:
+    """``node.aio``: the blocking Node methods as coroutines for asyncio (e.g. Jupyter).
+
+    Each call runs on the node's loop thread; awaiting it never blocks the caller's event
+    loop, and cancelling the await cancels the work.
+
+    Example (in a notebook cell):
+        ``rtts = await node.aio.ping(other.peer_id, count=3)``
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    async def _await(self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None) -> Any:
+        future, limit = self._node._submit(operation, fn, *args, timeout=timeout)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), limit + _GRACE)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise errors.Timeout(operation, limit) from None
+
+    async def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
+        node = self._node
+        return await self._await(f"connect to {multiaddr}", node.manager.connect, multiaddr, timeout=timeout)
+
+    async def dial_peer(
+        self, peer_id: str, addrs: Sequence[str] | None = None, use_relay: bool = True,
+        *, timeout: float | None = None,
+    ) -> bool:
+        node = self._node
+        return await self._await(
+            f"dial {peer_id}", node.manager.dial_peer, peer_id, addrs, use_relay, timeout=timeout
+        )
+
+    async def ping(self, peer_id: str, count: int = 5, *, timeout: float | None = None) -> list[float]:
+        node = self._node
+        return await self._await(f"ping {peer_id}", node.manager.ping, peer_id, count, timeout=timeout)
+
+    async def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
+        node = self._node
+        await self._await(f"disconnect {peer_id}", node.manager.disconnect, peer_id, timeout=timeout)
+
+    async def metrics(self) -> ConnectivityMetrics:
+        return await self._await("read metrics", self._node.manager.get_metrics, timeout=None)
+
+    get_metrics = metrics
+
+    async def get_discovered_peers(self) -> list[DiscoveredPeer]:
+        return await self._await("read peers", self._node.manager.get_discovered_peers, timeout=None)
+
+    async def peers(self) -> pd.DataFrame:
+        return frames.peers_frame(await self.get_discovered_peers())
+
+    async def connections(self) -> pd.DataFrame:
+        rows = await self._await("read connections", self._node.manager.get_connections, timeout=None)
+        return frames.connections_frame(rows)
+
+    async def events(self) -> pd.DataFrame:
+        rows = await self._await("read events", self._node.manager.get_events, timeout=None)
+        return frames.events_frame(rows)
+
+    async def metrics_history(self) -> pd.DataFrame:
+        rows = await self._await(
+            "read metrics history", self._node.manager.get_metrics_history, timeout=None
+        )
+        return frames.metrics_frame(rows)
