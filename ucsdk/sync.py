@@ -133,6 +133,14 @@ class Node:
         try:
             async with host.run(listen):
                 listening = True
+                # py-libp2p logs a failed listener and carries on; a node that is not
+                # listening where it was asked to must not look started.
+                actual = [str(a) for a in host.get_transport_addrs()]
+                missing = [a for a in config.resolved_listen_addrs() if not _listening_on(a, actual)]
+                if missing:
+                    raise errors.NodeStartError(
+                        missing, "the address is in use or not available on this machine"
+                    )
                 manager = UniversalConnectivityManager(host, config)
                 await manager.start()
                 try:
@@ -325,6 +333,19 @@ async def _within(operation: str, limit: float, fn: Callable[..., Any], *args: A
             return result
     except trio.TooSlowError:
         raise errors.Timeout(operation, limit) from None
+
+
+def _listening_on(requested: str, actual: list[str]) -> bool:
+    """Whether ``requested`` (port 0 meaning any port) is among the ``actual`` listeners."""
+    want = requested.split("/")
+    for addr in actual:
+        have = addr.split("/")
+        if len(have) != len(want):
+            continue
+        if all(w == h or (w == "0" and i > 0 and want[i - 1] in ("tcp", "udp"))
+               for i, (w, h) in enumerate(zip(want, have))):
+            return True
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,149 @@
+"""ConnectivityConfig: the seed's fields, presets, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ucsdk import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
+from ucsdk.errors import ConfigError, UcsdkError
+
+SEED_FIELDS = {
+    "bootstrap_peers",
+    "connect_to_bootstrap",
+    "enable_mdns",
+    "enable_pubsub_discovery",
+    "enable_dht_discovery",
+    "pubsub_discovery_topics",
+    "enable_autonat",
+    "enable_relay_client",
+    "enable_relay_server",
+    "enable_dcutr",
+    "max_relay_reservations",
+    "max_relay_circuits",
+    "max_connections",
+    "max_connections_per_peer",
+    "connection_timeout",
+    "mdns_query_interval",
+    "pubsub_announce_interval",
+    "autonat_query_interval",
+    "on_peer_discovered",
+    "on_connection_established",
+    "on_connection_closed",
+    "listen_addrs",
+    "transports",
+    "identity_path",
+}
+
+
+def test_every_seed_field_exists_with_seed_defaults() -> None:
+    names = {f.name for f in dataclasses.fields(ConnectivityConfig)}
+    assert SEED_FIELDS <= names
+    config = ConnectivityConfig()
+    assert config.bootstrap_peers == list(IPFS_BOOTSTRAP_PEERS)
+    assert len(config.bootstrap_peers) == 4
+    assert all(p.startswith("/dnsaddr/bootstrap.libp2p.io/p2p/") for p in config.bootstrap_peers)
+    assert config.pubsub_discovery_topics == ["_peer-discovery._p2p._pubsub"]
+    assert config.enable_relay_server is False
+    assert config.validate() is config
+
+
+def test_seed_example_config_is_accepted() -> None:
+    config = ConnectivityConfig(
+        enable_mdns=True,
+        enable_pubsub_discovery=True,
+        enable_dht_discovery=True,
+        enable_autonat=True,
+        enable_relay_client=True,
+        enable_relay_server=False,
+        enable_dcutr=True,
+        connect_to_bootstrap=True,
+        on_peer_discovered=lambda peer: print(f"Discovered: {peer.peer_id}"),
+        on_connection_established=lambda peer_id, addr: print(f"Connected: {peer_id}"),
+    )
+    assert config.validate() is config
+
+
+@pytest.mark.parametrize(
+    ("name", "checks"),
+    [
+        ("browser", {"enable_mdns": False, "enable_relay_server": False, "enable_dcutr": True}),
+        ("server", {"enable_relay_server": True, "enable_mdns": True}),
+        ("private", {"connect_to_bootstrap": False, "bootstrap_peers": [], "enable_mdns": True}),
+        (
+            "development",
+            {"enable_mdns": True, "listen_host": "127.0.0.1", "connect_to_bootstrap": False},
+        ),
+    ],
+)
+def test_presets_follow_best_practices(name: str, checks: dict[str, object]) -> None:
+    config = ConnectivityConfig.preset(name)
+    for field, expected in checks.items():
+        assert getattr(config, field) == expected, field
+    if name == "development":
+        default = ConnectivityConfig()
+        assert config.pubsub_announce_interval < default.pubsub_announce_interval
+        assert config.mdns_query_interval < default.mdns_query_interval
+
+
+def test_preset_overrides_and_unknown_preset() -> None:
+    assert ConnectivityConfig.preset("server", max_relay_circuits=4).max_relay_circuits == 4
+    with pytest.raises(ConfigError, match="'laptop'"):
+        ConnectivityConfig.preset("laptop")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mdns_query_interval", -1),
+        ("pubsub_announce_interval", 0),
+        ("autonat_query_interval", float("nan")),
+        ("connection_timeout", "10"),
+        ("max_connections", 0),
+        ("max_connections_per_peer", 1.5),
+        ("max_relay_reservations", -3),
+        ("transports", ["tcp", "carrier-pigeon"]),
+        ("transports", []),
+        ("transports", "tcp"),
+        ("listen_addrs", ["/ip4/127.0.0.1/tcp/notaport"]),
+        ("listen_addrs", ["/ip4/127.0.0.1/udp/0/quic-v1"]),
+        ("bootstrap_peers", ["/ip4/127.0.0.1/tcp/4001"]),
+        ("bootstrap_peers", ["not a multiaddr"]),
+        ("enable_mdns", "yes"),
+        ("on_peer_discovered", 42),
+        ("pubsub_discovery_topics", "_peer-discovery._p2p._pubsub"),
+        ("listen_host", "localhost-ish"),
+        ("log_level", "LOUD"),
+    ],
+)
+def test_invalid_values_name_field_and_value(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ConnectivityConfig(**{field: value}).validate()
+    error = caught.value
+    assert isinstance(error, UcsdkError)
+    assert error.field == field
+    assert field in str(error)
+    if isinstance(value, list) and value:
+        assert any(str(v) in str(error) for v in value)
+    elif not isinstance(value, float):
+        assert repr(value) in str(error) or str(value) in str(error)
+
+
+def test_planned_transport_is_explained() -> None:
+    with pytest.raises(ConfigError, match="webrtc is not supported yet"):
+        ConnectivityConfig(transports=["webrtc"]).validate()
+
+
+def test_replace_rejects_unknown_field_with_suggestion() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'enable_mdns'"):
+        ConnectivityConfig().replace(enable_mdsn=False)
+
+
+def test_resolved_listen_addrs_follow_transports() -> None:
+    config = ConnectivityConfig(transports=["tcp", "quic", "websocket"], listen_host="127.0.0.1")
+    assert config.resolved_listen_addrs() == [
+        "/ip4/127.0.0.1/tcp/0",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        "/ip4/127.0.0.1/tcp/0/ws",
+    ]

@@ -1,0 +1,87 @@
+"""start()/stop() leave nothing behind: no thread, no socket, no task."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+
+import multiaddr
+import trio
+
+import ucsdk
+from ucsdk import ConnectivityConfig, UniversalConnectivityManager
+from ucsdk.host import build_host
+from ucsdk.identity import new_key_pair
+
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _settle(expected_fds: int, expected_threads: int) -> tuple[int, int]:
+    """Give exiting threads a moment to end; return the counts then."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        gc.collect()
+        if open_fds() <= expected_fds and threading.active_count() <= expected_threads:
+            break
+        time.sleep(0.05)
+    return open_fds(), threading.active_count()
+
+
+def test_twenty_start_stop_cycles_leak_nothing() -> None:
+    # Warm up once: imports and lazily created module state are not leaks.
+    with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+        a.connect(b.addrs[0])
+    base_fds, base_threads = _settle(10**6, 10**6)
+    base_fds, base_threads = _settle(base_fds, base_threads)
+
+    for _ in range(20):
+        with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+            a.connect(b.addrs[0])
+            assert a.ping(b.peer_id, count=1)
+
+    fds, threads = _settle(base_fds, base_threads)
+    assert fds == base_fds, f"file descriptors: {base_fds} before, {fds} after"
+    assert threads == base_threads, f"threads: {base_threads} before, {threads} after"
+
+
+def test_nodes_share_one_runtime_thread() -> None:
+    before = threading.active_count()
+    nodes = [ucsdk.Node.development() for _ in range(4)]
+    try:
+        during = threading.active_count()
+    finally:
+        for node in nodes:
+            node.stop()
+    # One portal thread for all four nodes (trio may add its own I/O helper threads).
+    assert during - before <= 2
+
+
+def test_manager_stop_ends_its_tasks_and_notifee() -> None:
+    async def main() -> tuple[int, int, int]:
+        config = ConnectivityConfig.preset("development", metrics_history_interval=0.01)
+        host = build_host(config, new_key_pair())
+        listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
+        async with host.run(listen):
+            network = host.get_network()
+            notifees_before = len(network.notifees)  # type: ignore[attr-defined]
+            tasks_before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+            manager = UniversalConnectivityManager(host, config)
+            await manager.start()
+            await trio.sleep(0.05)
+            await manager.stop()
+            await manager.stop()  # idempotent
+            notifees_after = len(network.notifees)  # type: ignore[attr-defined]
+            samples = len(manager.get_metrics_history())
+            tasks_after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+        await host.close()
+        assert tasks_after == tasks_before
+        return notifees_before, notifees_after, samples
+
+    before, after, samples = trio.run(main)
+    assert after == before
+    assert samples >= 3
