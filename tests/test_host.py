@@ -76,7 +76,7 @@ def test_only_noise_and_yamux_first_are_offered() -> None:
     host = build_host(ConnectivityConfig.preset("development"), new_key_pair())
     upgrader = host.get_network().upgrader  # type: ignore[attr-defined]
     assert [str(p) for p in upgrader.security_multistream.transports] == ["/noise"]
-    assert [str(p) for p in upgrader.muxer_multistream.transports][0] == "/yamux/1.0.0"
+    assert next(str(p) for p in upgrader.muxer_multistream.transports) == "/yamux/1.0.0"
 
 
 def test_first_connect_has_no_happy_eyeballs_delay() -> None:

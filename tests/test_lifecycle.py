@@ -16,7 +16,6 @@ from ucsdk.host import build_host
 from ucsdk.identity import new_key_pair
 
 
-
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -98,9 +98,7 @@ class ConnectivityConfig:
     enable_mdns: bool = True
     enable_pubsub_discovery: bool = True
     enable_dht_discovery: bool = True
-    pubsub_discovery_topics: list[str] = field(
-        default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC]
-    )
+    pubsub_discovery_topics: list[str] = field(default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC])
     # NAT traversal
     enable_autonat: bool = True
     enable_relay_client: bool = True
@@ -196,7 +194,9 @@ class ConnectivityConfig:
         names = {f.name for f in dataclasses.fields(self)}
         for key in changes:
             if key not in names:
-                raise ConfigError(key, changes[key], f"a ConnectivityConfig field ({_near(key, names)})")
+                raise ConfigError(
+                    key, changes[key], f"a ConnectivityConfig field ({_near(key, names)})"
+                )
         return dataclasses.replace(self, **changes).validate()
 
     # --------------------------------------------------------------- validation
@@ -270,7 +270,9 @@ class ConnectivityConfig:
             _check_multiaddr("bootstrap_peers", addr)
             if "/p2p/" not in str(addr) and "/ipfs/" not in str(addr):
                 raise ConfigError("bootstrap_peers", addr, "a multiaddr ending in /p2p/<peer id>")
-        if self.identity_path is not None and not isinstance(self.identity_path, (str, os.PathLike)):
+        if self.identity_path is not None and not isinstance(
+            self.identity_path, (str, os.PathLike)
+        ):
             raise ConfigError("identity_path", self.identity_path, "a file path or None")
         if self.log_level is not None and self.log_level.upper() not in (
             "DEBUG",
@@ -291,7 +293,9 @@ class ConnectivityConfig:
         for name in transports:
             if name in _PLANNED_TRANSPORTS:
                 raise ConfigError(
-                    "transports", name, f"one of {', '.join(TRANSPORTS)} ({name} is not supported yet)"
+                    "transports",
+                    name,
+                    f"one of {', '.join(TRANSPORTS)} ({name} is not supported yet)",
                 )
             if name not in TRANSPORTS:
                 raise ConfigError("transports", name, f"one of {', '.join(TRANSPORTS)}")

@@ -61,7 +61,7 @@ def _frame(
         if dtype == _TIME:
             frame[column] = pd.to_datetime(frame[column], utc=True)
         else:
-            frame[column] = frame[column].astype(dtype)
+            frame[column] = frame[column].astype(dtype)  # type: ignore[call-overload]
     return frame
 
 
@@ -117,7 +117,9 @@ def connections_frame(connections: Iterable[ConnectionInfo]) -> pd.DataFrame:
 
 def events_frame(events: Iterable[Event]) -> pd.DataFrame:
     """The event log, oldest first."""
-    rows = ({"time": e.time, "kind": e.kind, "peer_id": e.peer_id, "detail": e.detail} for e in events)
+    rows = (
+        {"time": e.time, "kind": e.kind, "peer_id": e.peer_id, "detail": e.detail} for e in events
+    )
     return _frame(rows, EVENT_COLUMNS, {"time": _TIME, "kind": "category"})
 
 

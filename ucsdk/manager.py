@@ -152,7 +152,11 @@ def describe_connection(conn: INetConn) -> tuple[str | None, str | None, bool]:
                 remote = str(split_p2p(multiaddr.Multiaddr(str(ws_remote)))[0])
             break
         layer = next(
-            (getattr(layer, a) for a in ("secured_conn", "conn", "stream") if getattr(layer, a, None) is not None),
+            (
+                getattr(layer, a)
+                for a in ("secured_conn", "conn", "stream")
+                if getattr(layer, a, None) is not None
+            ),
             None,
         )
     if relayed:
@@ -533,9 +537,7 @@ class UniversalConnectivityManager(Service):
         for raw in addrs or ():
             maddr, embedded = split_p2p(parse_multiaddr(raw))
             if embedded is not None and embedded != pid_text:
-                raise errors.InvalidMultiaddr(
-                    str(raw), f"it names peer {embedded}, not {pid_text}"
-                )
+                raise errors.InvalidMultiaddr(str(raw), f"it names peer {embedded}, not {pid_text}")
             targets.append(maddr)
         if targets:
             record, is_new = self._record_for(pid_text)
@@ -648,7 +650,11 @@ class UniversalConnectivityManager(Service):
                 except errors.UcsdkError as exc:
                     delay = BOOTSTRAP_BACKOFF[min(attempt, len(BOOTSTRAP_BACKOFF) - 1)]
                     attempt += 1
-                    self._record("bootstrap_retry", peer_id, f"{exc.__class__.__name__}; next try in {delay:g} s")
+                    self._record(
+                        "bootstrap_retry",
+                        peer_id,
+                        f"{exc.__class__.__name__}; next try in {delay:g} s",
+                    )
                     await trio.sleep(delay)
                     continue
             await trio.sleep(BOOTSTRAP_BACKOFF[0])

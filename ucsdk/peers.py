@@ -59,7 +59,11 @@ class DiscoveredPeer:
         return self.first_seen
 
     def _repr_html_(self) -> str:
-        state = f"connected ({self.connection_type}, {self.transport})" if self.connected else "not connected"
+        state = (
+            f"connected ({self.connection_type}, {self.transport})"
+            if self.connected
+            else "not connected"
+        )
         addrs = "<br>".join(html.escape(a) for a in self.multiaddrs) or "—"
         rtt = f"{self.rtt_ms:.2f} ms" if self.rtt_ms is not None else "—"
         return (

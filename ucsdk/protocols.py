@@ -12,10 +12,10 @@ import time
 
 import trio
 from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.pb.identify_pb2 import Identify
 from libp2p.peer.id import ID
-from libp2p.custom_types import TProtocol
 
 from ucsdk._wire import FramingError, read_delimited, read_exactly
 

@@ -25,11 +25,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import multiaddr
 import pandas as pd
 import trio
 from anyio.from_thread import BlockingPortal, BlockingPortalProvider
-
-import multiaddr
 
 from ucsdk import errors, frames
 from ucsdk.config import ConnectivityConfig
@@ -136,7 +135,9 @@ class Node:
                 # py-libp2p logs a failed listener and carries on; a node that is not
                 # listening where it was asked to must not look started.
                 actual = [str(a) for a in host.get_transport_addrs()]
-                missing = [a for a in config.resolved_listen_addrs() if not _listening_on(a, actual)]
+                missing = [
+                    a for a in config.resolved_listen_addrs() if not _listening_on(a, actual)
+                ]
                 if missing:
                     raise errors.NodeStartError(
                         missing, "the address is in use or not available on this machine"
@@ -246,7 +247,9 @@ class Node:
     # ------------------------------------------------------------------- actions
     def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
         """Connect to ``multiaddr`` (which must end in ``/p2p/<peer id>``)."""
-        return self._call(f"connect to {multiaddr}", self.manager.connect, multiaddr, timeout=timeout)
+        return self._call(
+            f"connect to {multiaddr}", self.manager.connect, multiaddr, timeout=timeout
+        )
 
     def dial_peer(
         self,
@@ -315,7 +318,8 @@ class Node:
 
     def _repr_html_(self) -> str:
         if self._stopped:
-            return f"<div class='ucsdk-node'><b>ucsdk.Node</b> {html.escape(self.peer_id)} (stopped)</div>"
+            peer = html.escape(self.peer_id)
+            return f"<div class='ucsdk-node'><b>ucsdk.Node</b> {peer} (stopped)</div>"
         metrics = self.metrics()
         addrs = "<br>".join(html.escape(a) for a in self.addrs)
         return (
@@ -342,8 +346,10 @@ def _listening_on(requested: str, actual: list[str]) -> bool:
         have = addr.split("/")
         if len(have) != len(want):
             continue
-        if all(w == h or (w == "0" and i > 0 and want[i - 1] in ("tcp", "udp"))
-               for i, (w, h) in enumerate(zip(want, have))):
+        if all(
+            w == h or (w == "0" and i > 0 and want[i - 1] in ("tcp", "udp"))
+            for i, (w, h) in enumerate(zip(want, have, strict=True))
+        ):
             return True
     return False
 
@@ -366,7 +372,9 @@ class AsyncNode:
     def __init__(self, node: Node) -> None:
         self._node = node
 
-    async def _await(self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None) -> Any:
+    async def _await(
+        self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None
+    ) -> Any:
         future, limit = self._node._submit(operation, fn, *args, timeout=timeout)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), limit + _GRACE)
@@ -376,24 +384,36 @@ class AsyncNode:
 
     async def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
         node = self._node
-        return await self._await(f"connect to {multiaddr}", node.manager.connect, multiaddr, timeout=timeout)
+        return await self._await(
+            f"connect to {multiaddr}", node.manager.connect, multiaddr, timeout=timeout
+        )
 
     async def dial_peer(
-        self, peer_id: str, addrs: Sequence[str] | None = None, use_relay: bool = True,
-        *, timeout: float | None = None,
+        self,
+        peer_id: str,
+        addrs: Sequence[str] | None = None,
+        use_relay: bool = True,
+        *,
+        timeout: float | None = None,
     ) -> bool:
         node = self._node
         return await self._await(
             f"dial {peer_id}", node.manager.dial_peer, peer_id, addrs, use_relay, timeout=timeout
         )
 
-    async def ping(self, peer_id: str, count: int = 5, *, timeout: float | None = None) -> list[float]:
+    async def ping(
+        self, peer_id: str, count: int = 5, *, timeout: float | None = None
+    ) -> list[float]:
         node = self._node
-        return await self._await(f"ping {peer_id}", node.manager.ping, peer_id, count, timeout=timeout)
+        return await self._await(
+            f"ping {peer_id}", node.manager.ping, peer_id, count, timeout=timeout
+        )
 
     async def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
         node = self._node
-        await self._await(f"disconnect {peer_id}", node.manager.disconnect, peer_id, timeout=timeout)
+        await self._await(
+            f"disconnect {peer_id}", node.manager.disconnect, peer_id, timeout=timeout
+        )
 
     async def metrics(self) -> ConnectivityMetrics:
         return await self._await("read metrics", self._node.manager.get_metrics, timeout=None)
@@ -401,13 +421,17 @@ class AsyncNode:
     get_metrics = metrics
 
     async def get_discovered_peers(self) -> list[DiscoveredPeer]:
-        return await self._await("read peers", self._node.manager.get_discovered_peers, timeout=None)
+        return await self._await(
+            "read peers", self._node.manager.get_discovered_peers, timeout=None
+        )
 
     async def peers(self) -> pd.DataFrame:
         return frames.peers_frame(await self.get_discovered_peers())
 
     async def connections(self) -> pd.DataFrame:
-        rows = await self._await("read connections", self._node.manager.get_connections, timeout=None)
+        rows = await self._await(
+            "read connections", self._node.manager.get_connections, timeout=None
+        )
         return frames.connections_frame(rows)
 
     async def events(self) -> pd.DataFrame:
