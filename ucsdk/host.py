@@ -5,6 +5,8 @@ What ucsdk changes from ``libp2p.new_host()``'s defaults, and why (each is teste
 * security is Noise only: py-libp2p also accepts plaintext and SECIO, so a peer could
   talk to us unencrypted or through a broken handshake;
 * Yamux is the preferred stream muxer (mplex only as a fallback for old peers);
+* a refused dial fails at once instead of being retried three times over 0.7 s (the
+  manager retries where that makes sense, e.g. bootstrap peers, with back-off);
 * one connection per peer is dialled: with more, py-libp2p waits a 250 ms happy-eyeballs
   delay on every first connect even when the first address answers at once;
 * the ``libp2p`` logger propagates again (``import libp2p`` turns that off), so the
@@ -34,7 +36,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
@@ -91,7 +93,7 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         max_connections_per_peer=config.max_connections_per_peer,
         dial_timeout=config.connection_timeout,
     )
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt=security,  # type: ignore[arg-type]
         muxer_opt=muxers,  # type: ignore[arg-type]
@@ -101,6 +103,10 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         enable_tcp="tcp" in config.transports,
         connection_config=connection_config,
     )
+    # py-libp2p retries a refused dial three times with back-off (about 0.7 s); the
+    # manager's dial strategy and bootstrap loop own retries, so a dial fails fast here.
+    host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    return host
 
 
 def interface_ipv4_addresses() -> list[str]:

@@ -551,6 +551,11 @@ class UniversalConnectivityManager(Service):
             self._failed += 1
             self._record("dial_failed", pid_text, "no known address")
             raise errors.PeerNotFound(pid_text)
+        # py-libp2p refuses to dial a peer for 60 s after one failed dial. An explicit dial
+        # (the user's, or a bootstrap retry on its own back-off) must really be tried.
+        unblock = getattr(self.host.get_network(), "unblock_peer", None)
+        if callable(unblock):
+            unblock(pid)
         started = trio.current_time()
         try:
             with trio.fail_after(self.config.connection_timeout):

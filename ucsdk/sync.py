@@ -9,7 +9,7 @@ Example:
     >>> with Node.development() as a, Node.development() as b:
     ...     peer = a.connect(b.addrs[0])
     ...     rtts = a.ping(b.peer_id, count=3)
-    ...     (peer.peer_id == b.peer_id, len(rtts), a.peers().loc[0, "connected"])
+    ...     (peer.peer_id == b.peer_id, len(rtts), bool(a.peers().loc[0, "connected"]))
     (True, 3, True)
 """
 
