@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import multiaddr
 import trio
@@ -84,3 +87,22 @@ def test_manager_stop_ends_its_tasks_and_notifee() -> None:
     before, after, samples = trio.run(main)
     assert after == before
     assert samples >= 3
+
+
+def test_forgotten_nodes_are_stopped_at_interpreter_exit(tmp_path: Path) -> None:
+    script = tmp_path / "forget.py"
+    script.write_text(
+        "import ucsdk\n"
+        "a = ucsdk.Node.development()\n"
+        "b = ucsdk.Node.development()\n"
+        "a.connect(b.addrs[0])\n"
+        "print('connected', flush=True)\n"
+        # no stop(): the atexit hook must stop both nodes and let the process end
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "connected" in result.stdout
+    assert time.monotonic() - started < 30
