@@ -1,0 +1,103 @@
+"""The `ucsdk` command, run as real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ucsdk.identity import new_key_pair, peer_id_of
+
+UCSDK = [sys.executable, "-m", "ucsdk"]
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*UCSDK, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_demo_connects_pings_and_cleans_up() -> None:
+    result = _run("demo", "--nodes", "3")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    children = re.findall(r"child pid (\d+) peer (\S+)", out)
+    assert len(children) == 2
+    peers_section = out.split("Peers:", 1)[1].split("Connections:", 1)[0]
+    for pid, peer_id in children:
+        assert f"connected {peer_id} via tcp (direct)" in out
+        short = f"{peer_id[:8]}…{peer_id[-6:]}"
+        assert re.search(rf"{re.escape(short)}: median \d+\.\d+ ms", out)
+        row = next(line for line in peers_section.splitlines() if short in line)
+        assert "True" in row and "direct" in row
+        assert _gone(int(pid)), f"child {pid} still running"
+    assert "active_connections                                              2" in out
+
+
+@pytest.fixture
+def node_process() -> tuple[subprocess.Popen[str], str]:  # type: ignore[misc]
+    process = subprocess.Popen(
+        [*UCSDK, "node", "--listen-host", "127.0.0.1", "--interval", "3600"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("READY "):
+                ready = line.split(" ", 1)[1].strip()
+                break
+        assert ready, "node process never printed READY"
+        yield process, ready
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_ping_a_node_process(node_process: tuple[subprocess.Popen[str], str]) -> None:
+    process, addr = node_process
+    result = _run("ping", addr, "--count", "3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"^ping \d: \d+\.\d\d ms$", result.stdout, re.M)) == 3
+    assert "median" in result.stdout
+    process.terminate()
+    assert process.wait(timeout=15) == 0  # SIGTERM stops the node cleanly
+
+
+def test_ping_malformed_multiaddr_exits_2() -> None:
+    result = _run("ping", "/not/a/multiaddr", timeout=60)
+    assert result.returncode == 2
+    assert "/not/a/multiaddr" in result.stderr
+
+
+def test_ping_closed_port_exits_1_within_timeout() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    target = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(new_key_pair())}"
+    started = time.monotonic()
+    result = _run("ping", target, "--timeout", "3", timeout=60)
+    assert result.returncode == 1
+    assert "could not connect" in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_node_once_prints_ready_and_exits() -> None:
+    result = _run("node", "--once", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^READY /ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+$", result.stdout, re.M)
+    assert "(no peers yet)" in result.stdout
