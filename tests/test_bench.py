@@ -1,0 +1,26 @@
+"""The benchmark scripts run to the end and write every figure (speed is not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_facade_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "facade.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for name in ("raw_ping_ms", "facade_ping_ms", "facade_call_us", "node_start_ms"):
+        assert figures[name] > 0
+    assert figures["facade_over_raw_ping"] == figures["facade_ping_ms"] / figures["raw_ping_ms"]
+    assert "target empty facade call" in result.stdout
