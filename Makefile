@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/ucsdk demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check ucsdk tests bench
-	$(BIN)/ruff format --check ucsdk tests bench
+	$(BIN)/ruff check ucsdk tests bench docs/examples
+	$(BIN)/ruff format --check ucsdk tests bench docs/examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
