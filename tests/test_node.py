@@ -325,3 +325,18 @@ def test_repr_is_informative(connected_pair: tuple[ucsdk.Node, ucsdk.Node]) -> N
     assert a.peer_id in a._repr_html_()
     assert "active_connections" in a.metrics()._repr_html_()
     assert b.peer_id in a.get_discovered_peers()[0]._repr_html_()
+
+
+def test_getters_never_hang_on_a_busy_loop(node_pair: tuple[ucsdk.Node, ucsdk.Node]) -> None:
+    a, _ = node_pair
+    # Block the event loop thread itself for 4 s (as a runaway callback would).
+    blocker = a._portal.start_task_soon(time.sleep, 4.0)
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(errors.Timeout, match="read metrics"):
+        a.metrics(timeout=0.3)
+    with pytest.raises(errors.Timeout, match="ping"):
+        a.ping(a.peer_id, timeout=0.3)
+    assert time.monotonic() - started < 3.8  # both gave up while the loop was still stuck
+    blocker.result(10)
+    assert a.metrics(timeout=1).active_connections == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import html
 import logging
 import threading
@@ -101,6 +102,7 @@ class Node:
         self._manager: UniversalConnectivityManager | None = None
         self._loop_thread: int | None = None
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._call_nursery: trio.Nursery | None = None
         self._portal: BlockingPortal = _RUNTIME.__enter__()
         try:
             self._lifetime_future, self.peer_id = self._portal.start_task(
@@ -148,8 +150,12 @@ class Node:
                 await manager.start()
                 try:
                     self._manager = manager
-                    task_status.started(host.get_id().to_base58())
-                    await self._stop_requested.wait()
+                    async with trio.open_nursery() as calls:
+                        self._call_nursery = calls
+                        task_status.started(host.get_id().to_base58())
+                        await self._stop_requested.wait()
+                        self._call_nursery = None
+                        calls.cancel_scope.cancel()
                 finally:
                     with trio.CancelScope(shield=True):
                         await manager.stop()
@@ -196,37 +202,72 @@ class Node:
     # ------------------------------------------------------------- cross-thread calls
     def _submit(
         self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None
-    ) -> tuple[concurrent.futures.Future[Any], float]:
+    ) -> tuple[_LoopCall, float]:
+        """Hand ``fn(*args)`` to the loop thread without waiting for the loop to take it.
+
+        ``run_sync_soon`` only queues: a caller is never blocked by a busy loop, so the
+        caller's own deadline always holds.
+        """
         if self._stopped:
             raise errors.NodeStopped(operation)
         if threading.get_ident() == self._loop_thread:
             raise errors.WrongThread(operation)
         limit = self.timeout if timeout is None else _check_timeout(timeout)
-        future = self._portal.start_task_soon(_within, operation, limit, fn, *args)
-        return future, limit
+        assert self._trio_token is not None
+        call = _LoopCall(self._trio_token)
+
+        def spawn() -> None:
+            nursery = self._call_nursery
+            if nursery is None:
+                call.fail(errors.NodeStopped(operation))
+            else:
+                nursery.start_soon(call.run, operation, limit, fn, args)
+
+        try:
+            self._trio_token.run_sync_soon(spawn)
+        except trio.RunFinishedError:
+            raise errors.NodeStopped(operation) from None
+        return call, limit
 
     def _call(
         self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None
     ) -> Any:
-        future, limit = self._submit(operation, fn, *args, timeout=timeout)
+        call, limit = self._submit(operation, fn, *args, timeout=timeout)
         try:
-            return future.result(limit + _GRACE)
+            return call.future.result(limit + _GRACE)
         except concurrent.futures.TimeoutError:
-            future.cancel()
+            call.cancel()
             raise errors.Timeout(operation, limit) from None
 
-    def _snapshot(self, operation: str, fn: Callable[[], T]) -> T:
-        """Run a quick, non-blocking getter on the loop thread (no task is spawned)."""
+    def _snapshot(self, operation: str, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run a quick, non-blocking getter on the loop thread (no task is spawned).
+
+        About 100 µs against 140 µs for a portal call; still bounded by ``timeout``.
+        """
         if self._stopped:
             raise errors.NodeStopped(operation)
         if threading.get_ident() == self._loop_thread:
             return fn()
+        limit = self.timeout if timeout is None else _check_timeout(timeout)
         assert self._trio_token is not None
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
         try:
-            # Cheaper than a portal call (no task is spawned): about 80 µs against 140 µs.
-            return trio.from_thread.run_sync(fn, trio_token=self._trio_token)
+            self._trio_token.run_sync_soon(run)
         except trio.RunFinishedError:
             raise errors.NodeStopped(operation) from None
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise errors.Timeout(operation, limit) from None
 
     @property
     def manager(self) -> UniversalConnectivityManager:
@@ -280,34 +321,34 @@ class Node:
         self._call(f"disconnect {peer_id}", self.manager.disconnect, peer_id, timeout=timeout)
 
     # ------------------------------------------------------------------ snapshots
-    def metrics(self) -> ConnectivityMetrics:
+    def metrics(self, *, timeout: float | None = None) -> ConnectivityMetrics:
         """The current :class:`ConnectivityMetrics`."""
-        return self._snapshot("read metrics", self.manager.get_metrics)
+        return self._snapshot("read metrics", self.manager.get_metrics, timeout)
 
     get_metrics = metrics
 
-    def get_discovered_peers(self) -> list[DiscoveredPeer]:
+    def get_discovered_peers(self, *, timeout: float | None = None) -> list[DiscoveredPeer]:
         """Every peer this node has heard of, as :class:`DiscoveredPeer` objects."""
-        return self._snapshot("read peers", self.manager.get_discovered_peers)
+        return self._snapshot("read peers", self.manager.get_discovered_peers, timeout)
 
-    def peers(self) -> pd.DataFrame:
+    def peers(self, *, timeout: float | None = None) -> pd.DataFrame:
         """One row per known peer (see ``ucsdk.frames.PEER_COLUMNS``)."""
-        return frames.peers_frame(self.get_discovered_peers())
+        return frames.peers_frame(self.get_discovered_peers(timeout=timeout))
 
-    def connections(self) -> pd.DataFrame:
+    def connections(self, *, timeout: float | None = None) -> pd.DataFrame:
         """One row per open connection (see ``ucsdk.frames.CONNECTION_COLUMNS``)."""
         return frames.connections_frame(
-            self._snapshot("read connections", self.manager.get_connections)
+            self._snapshot("read connections", self.manager.get_connections, timeout)
         )
 
-    def events(self) -> pd.DataFrame:
+    def events(self, *, timeout: float | None = None) -> pd.DataFrame:
         """The node's event log, oldest first (time, kind, peer_id, detail)."""
-        return frames.events_frame(self._snapshot("read events", self.manager.get_events))
+        return frames.events_frame(self._snapshot("read events", self.manager.get_events, timeout))
 
-    def metrics_history(self) -> pd.DataFrame:
+    def metrics_history(self, *, timeout: float | None = None) -> pd.DataFrame:
         """Metrics sampled every ``config.metrics_history_interval`` seconds."""
         return frames.metrics_frame(
-            self._snapshot("read metrics history", self.manager.get_metrics_history)
+            self._snapshot("read metrics history", self.manager.get_metrics_history, timeout)
         )
 
     # -------------------------------------------------------------------- display
@@ -335,15 +376,57 @@ class Node:
         )
 
 
-async def _within(operation: str, limit: float, fn: Callable[..., Any], *args: Any) -> Any:
-    try:
-        with trio.fail_after(limit):
-            result = fn(*args)
-            if isinstance(result, Awaitable):
-                result = await result
-            return result
-    except trio.TooSlowError:
-        raise errors.Timeout(operation, limit) from None
+class _LoopCall:
+    """One facade call running on the loop thread: a future for the caller, and a cancel
+    scope the caller can cancel from its own thread."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._token = token
+        self._scope: trio.CancelScope | None = None
+        self._cancelled = False
+
+    def fail(self, exc: BaseException) -> None:
+        if self.future.set_running_or_notify_cancel():
+            self.future.set_exception(exc)
+
+    def cancel(self) -> None:
+        """Give up on the call: it is cancelled on the loop as soon as the loop runs."""
+        self._cancelled = True
+        if self.future.cancel():
+            return
+        # A finished loop has nothing left to cancel.
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(
+        self, operation: str, limit: float, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancelled:
+                    scope.cancel()
+                with trio.fail_after(limit):
+                    result = fn(*args)
+                    if isinstance(result, Awaitable):
+                        result = await result
+                self.future.set_result(result)
+                return
+            self.future.set_exception(errors.Timeout(operation, limit))
+        except trio.TooSlowError:
+            self.future.set_exception(errors.Timeout(operation, limit))
+        except trio.Cancelled:
+            self.future.set_exception(errors.NodeStopped(operation))
+            raise
+        except Exception as exc:
+            self.future.set_exception(exc)
 
 
 def _listening_on(requested: str, actual: list[str]) -> bool:
@@ -382,12 +465,15 @@ class AsyncNode:
     async def _await(
         self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None
     ) -> Any:
-        future, limit = self._node._submit(operation, fn, *args, timeout=timeout)
+        call, limit = self._node._submit(operation, fn, *args, timeout=timeout)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), limit + _GRACE)
+            return await asyncio.wait_for(asyncio.wrap_future(call.future), limit + _GRACE)
         except asyncio.TimeoutError:
-            future.cancel()
+            call.cancel()
             raise errors.Timeout(operation, limit) from None
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
 
     async def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
         node = self._node
