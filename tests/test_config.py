@@ -147,3 +147,17 @@ def test_resolved_listen_addrs_follow_transports() -> None:
         "/ip4/127.0.0.1/udp/0/quic-v1",
         "/ip4/127.0.0.1/tcp/0/ws",
     ]
+
+
+def test_log_level_sets_the_seed_logger() -> None:
+    import logging
+
+    from ucsdk import Node
+
+    seed_logger = logging.getLogger("UniversalConnectivity")
+    before = seed_logger.level
+    try:
+        with Node.development(log_level="DEBUG"):
+            assert seed_logger.level == logging.DEBUG
+    finally:
+        seed_logger.setLevel(before)

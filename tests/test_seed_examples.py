@@ -42,3 +42,17 @@ def test_seed_imports() -> None:
         UniversalConnectivityManager,
         setup_universal_connectivity,
     )
+
+
+def test_from_a_script_page_runs(tmp_path: Path) -> None:
+    page = (EXAMPLES.parent / "from-a-script.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "two_nodes.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"median round trip: \d+\.\d{3} ms", result.stdout)
+    assert "as expected: could not connect" in result.stdout
+    assert "/noise" in result.stdout

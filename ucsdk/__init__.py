@@ -8,7 +8,7 @@ Example:
     2
 """
 
-from ucsdk import errors
+from ucsdk import errors, identity
 from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
 from ucsdk.metrics import ConnectivityMetrics, Event
@@ -30,5 +30,6 @@ __all__ = [
     "UniversalConnectivityManager",
     "__version__",
     "errors",
+    "identity",
     "setup_universal_connectivity",
 ]

@@ -175,7 +175,7 @@ class ConnectivityConfig:
             # No public bootstrap; custom bootstrap peers are added by the caller.
             base = dict(connect_to_bootstrap=False, bootstrap_peers=[], enable_mdns=True)
         else:
-            # Local development: loopback only, mDNS, short intervals, verbose logs.
+            # Local development: loopback only, mDNS, short intervals.
             base = dict(
                 connect_to_bootstrap=False,
                 bootstrap_peers=[],
@@ -184,7 +184,8 @@ class ConnectivityConfig:
                 mdns_query_interval=5.0,
                 pubsub_announce_interval=2.0,
                 autonat_query_interval=30.0,
-                log_level="DEBUG",
+                # log_level stays unset: in a notebook, debug records would flood the
+                # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
         base.update(overrides)
         return cls(**base).validate()

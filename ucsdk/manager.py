@@ -235,6 +235,9 @@ class UniversalConnectivityManager(Service):
         self.host = host
         self.config = (config if config is not None else ConnectivityConfig()).validate()
         self.logger = logger
+        if self.config.log_level:
+            # The seed's advice for development: verbose logs from this logger.
+            logger.setLevel(self.config.log_level.upper())
         self._peers: dict[str, PeerRecord] = {}
         self._connections: dict[int, _OpenConnection] = {}
         self._events = EventLog(self.config.max_events)
