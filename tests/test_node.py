@@ -70,7 +70,7 @@ def test_dataframes_describe_what_happened(
     assert bool(row["connected"]) is True
     assert row["connection_type"] == "direct"
     assert row["transport"] == "tcp"
-    assert row["sources"] == ["manual"]
+    assert row["sources"][0] == "manual"  # pubsub discovery may add "pubsub" after it
     assert b.addrs[0].rsplit("/p2p/", 1)[0] in row["multiaddrs"]
     assert row["rtt_ms"] == pytest.approx(pd.Series(rtts).median())
     assert row["agent_version"].startswith("py-libp2p")
@@ -80,7 +80,7 @@ def test_dataframes_describe_what_happened(
 
     inbound = b.peers().iloc[0]
     assert inbound["peer_id"] == a.peer_id
-    assert inbound["sources"] == ["inbound"]
+    assert inbound["sources"][0] == "inbound"
 
     conns = a.connections()
     assert list(conns.columns) == list(CONNECTION_COLUMNS)

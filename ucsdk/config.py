@@ -109,6 +109,9 @@ class ConnectivityConfig:
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
+    # Discovered peers: dial them (up to max_connections) and keep at most this many.
+    auto_dial: bool = True
+    max_discovered_peers: int = 1000
     # Connections
     max_connections: int = 300
     max_connections_per_peer: int = 1
@@ -212,6 +215,7 @@ class ConnectivityConfig:
             "enable_relay_server",
             "enable_dcutr",
             "connect_to_bootstrap",
+            "auto_dial",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
@@ -229,6 +233,7 @@ class ConnectivityConfig:
             ("max_relay_reservations", 0),
             ("max_relay_circuits", 0),
             ("max_events", 1),
+            ("max_discovered_peers", 1),
             ("metrics_history_size", 1),
         ):
             value = getattr(self, name)

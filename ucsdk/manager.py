@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo, PeerRecord
@@ -250,6 +252,11 @@ class UniversalConnectivityManager(Service):
         self._invalid_messages = 0
         self._dcutr_attempts = 0
         self._dcutr_successes = 0
+        self._evicted = 0
+        self._invalid_kinds: Counter[str] = Counter()
+        self._auto_dialling: set[str] = set()
+        self._dropped_by_services: Counter[str] = Counter()
+        self._discovered_total = 0
         self._changed_at = utcnow()
         self.version = 0
         """Grows by one on every change; views poll it to know when to redraw."""
@@ -279,9 +286,29 @@ class UniversalConnectivityManager(Service):
         if self.config.connect_to_bootstrap:
             for addr in self.config.bootstrap_peers:
                 nursery.start_soon(self._keep_bootstrap_connection, str(addr))
+        if self.config.enable_pubsub_discovery:
+            discovery = PubsubPeerDiscovery(
+                self.host,
+                topics=self.config.pubsub_discovery_topics,
+                interval=self.config.pubsub_announce_interval,
+                on_peer_discovered=lambda peer: self.report_peer(
+                    peer.peer_id, peer.multiaddrs, "pubsub"
+                ),
+                max_peers=self.config.max_discovered_peers,
+            )
+            await discovery.start()
+            self.pubsub_discovery = discovery
 
     async def _on_stop(self) -> None:
         self._nursery = None
+        for name in ("pubsub_discovery",):
+            service = getattr(self, name)
+            if service is not None:
+                await service.stop()
+                self._dropped_by_services.update(
+                    {f"pubsub_{k}": v for k, v in service.dropped.items()}
+                )
+                setattr(self, name, None)
         network = self.host.get_network()
         remove = getattr(network, "remove_notifee", None)
         if callable(remove):
@@ -295,8 +322,12 @@ class UniversalConnectivityManager(Service):
         relayed = sum(1 for c in self._connections.values() if c.relayed)
         active = len(self._connections)
         nat_status = getattr(self.autonat, "nat_status", None) or "unknown"
+        dropped = Counter(self._invalid_kinds)
+        dropped.update(self._dropped_by_services)
+        if self.pubsub_discovery is not None:
+            dropped.update({f"pubsub_{k}": v for k, v in self.pubsub_discovery.dropped.items()})
         return ConnectivityMetrics(
-            total_peers_discovered=len(self._peers),
+            total_peers_discovered=self._discovered_total,
             total_connections_established=self._established,
             total_connections_failed=self._failed,
             active_connections=active,
@@ -310,7 +341,9 @@ class UniversalConnectivityManager(Service):
             callback_errors=self._callback_errors,
             dcutr_attempts=self._dcutr_attempts,
             dcutr_successes=self._dcutr_successes,
-            invalid_messages=self._invalid_messages,
+            invalid_messages=self._invalid_messages + sum(dropped.values()),
+            invalid_message_kinds=dict(dropped),
+            peers_evicted=self._evicted,
         )
 
     def get_discovered_peers(self) -> list[DiscoveredPeer]:
@@ -379,11 +412,32 @@ class UniversalConnectivityManager(Service):
             self._call_user(self.config.on_peer_discovered, record.snapshot())
         elif changed:
             self._touch()
+        if self._nursery is not None and self._should_auto_dial(record):
+            self._auto_dialling.add(peer_id)
+            self._nursery.start_soon(self._auto_dial, peer_id, source)
         return record.snapshot()
+
+    def _should_auto_dial(self, record: PeerRecord) -> bool:
+        return (
+            self.config.auto_dial
+            and not record.connected
+            and record.peer_id not in self._auto_dialling
+            and record.peer_id != self.local_peer_id
+            and len(self._connections) < self.config.max_connections
+        )
+
+    async def _auto_dial(self, peer_id: str, source: str) -> None:
+        try:
+            await self.connect_peer(peer_id, source=source)
+        except errors.UcsdkError as exc:
+            logger.debug("auto-dial of %s failed: %s", peer_id, exc)
+        finally:
+            self._auto_dialling.discard(peer_id)
 
     def count_invalid_message(self, what: str, peer_id: str | None = None) -> None:
         """Count (and log at debug) a malformed message from the network."""
         self._invalid_messages += 1
+        self._invalid_kinds[what] += 1
         logger.debug("dropped invalid input from %s: %s", peer_id or "network", what)
         self._touch()
 
@@ -391,9 +445,21 @@ class UniversalConnectivityManager(Service):
         record = self._peers.get(peer_id)
         if record is not None:
             return record, False
+        if len(self._peers) >= self.config.max_discovered_peers:
+            self._evict_stalest()
         record = PeerRecord(peer_id)
         self._peers[peer_id] = record
+        self._discovered_total += 1
         return record, True
+
+    def _evict_stalest(self) -> None:
+        """Make room in the bounded table: drop the peer heard of longest ago (not connected)."""
+        idle = [r for r in self._peers.values() if not r.connected]
+        if not idle:
+            return
+        stalest = min(idle, key=lambda r: r.last_seen)
+        del self._peers[stalest.peer_id]
+        self._evicted += 1
 
     def _touch(self) -> None:
         self.version += 1
@@ -493,7 +559,7 @@ class UniversalConnectivityManager(Service):
             try:
                 listen.append(str(multiaddr.Multiaddr(raw)))
             except Exception:
-                self.count_invalid_message("undecodable identify listen address", str(peer_id))
+                self.count_invalid_message("identify_bad_address", str(peer_id))
         record.add_addrs(listen, None)
         self._record("identified", record.peer_id, record.agent_version or "")
 

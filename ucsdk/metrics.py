@@ -53,6 +53,8 @@ class ConnectivityMetrics:
     dcutr_attempts: int = 0
     dcutr_successes: int = 0
     invalid_messages: int = 0
+    invalid_message_kinds: dict[str, int] = field(default_factory=dict)
+    peers_evicted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict (for JSON, DataFrames, widgets)."""

@@ -1,0 +1,340 @@
+"""Pubsub peer discovery: peers announce themselves on GossipSub topics.
+
+Wire format (js-libp2p ``@libp2p/pubsub-peer-discovery``): each node publishes, every
+``interval`` seconds, a signed GossipSub message on each topic whose data is the protobuf
+``Peer { bytes publicKey = 1; repeated bytes addrs = 2; }`` — its libp2p public key and its
+listen multiaddrs (binary, without ``/p2p``). A receiver accepts it only when the public
+key belongs to the message's signed ``from`` peer; anything else is dropped and counted.
+
+Example (inside trio, with a running host)::
+
+    discovery = PubsubPeerDiscovery(host, topics=["_peer-discovery._p2p._pubsub"], interval=10.0)
+    await discovery.start()
+    peers = discovery.get_discovered_peers()
+    await discovery.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub_notifee import PubsubNotifee
+from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
+
+from ucsdk import errors
+from ucsdk._service import Service
+from ucsdk.config import DEFAULT_DISCOVERY_TOPIC
+from ucsdk.host import expand_wildcard
+from ucsdk.metrics import utcnow
+from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
+from ucsdk.proto import Peer
+
+logger = logging.getLogger("UniversalConnectivity")
+
+MAX_ANNOUNCEMENT_SIZE = 4096
+"""Bytes; a larger announcement is dropped (ours are a few hundred bytes)."""
+MAX_ADDR_SIZE = 256
+
+DROP_REASONS = ("malformed", "oversized", "key_mismatch", "bad_address", "unsigned")
+
+
+def build_gossipsub(heartbeat_interval: int = 1) -> GossipSub:
+    """GossipSub set up for discovery traffic (py-libp2p's defaults are not).
+
+    py-libp2p's heartbeat defaults to 120 s, so a mesh would take minutes to form; the
+    spam limit stays on (it guards forwarding) but well above one announcement per
+    interval per peer.
+    """
+    return GossipSub(
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_initial_delay=0.1,
+        heartbeat_interval=heartbeat_interval,
+        time_to_live=60,
+        max_messages_per_topic_per_second=100.0,
+    )
+
+
+def encode_announcement(host: IHost, addrs: Sequence[str]) -> bytes:
+    """The ``Peer`` protobuf announcing ``host`` at ``addrs``."""
+    return Peer(
+        publicKey=host.get_public_key().serialize(),
+        addrs=[multiaddr.Multiaddr(a).to_bytes() for a in addrs],
+    ).SerializeToString()
+
+
+def decode_announcement(data: bytes, signer: bytes) -> tuple[str, list[str]]:
+    """Check and decode an announcement signed by ``signer`` (raw peer id bytes).
+
+    Returns ``(peer_id, addrs)``; raises :class:`AnnouncementRejected` with a reason from
+    :data:`DROP_REASONS`.
+    """
+    if len(data) > MAX_ANNOUNCEMENT_SIZE:
+        raise AnnouncementRejected("oversized")
+    try:
+        peer = Peer.FromString(data)
+        public_key = deserialize_public_key(peer.publicKey)
+        peer_id = ID.from_pubkey(public_key)
+    except Exception:
+        raise AnnouncementRejected("malformed") from None
+    if not signer:
+        raise AnnouncementRejected("unsigned")
+    if peer_id.to_bytes() != signer:
+        raise AnnouncementRejected("key_mismatch")
+    addrs: list[str] = []
+    for raw in list(peer.addrs)[:MAX_ADDRS_PER_PEER]:
+        if len(raw) > MAX_ADDR_SIZE:
+            raise AnnouncementRejected("bad_address")
+        try:
+            text = str(multiaddr.Multiaddr(raw))
+        except Exception:
+            raise AnnouncementRejected("bad_address") from None
+        marker = text.find("/p2p/")
+        addrs.append(text[:marker] if marker > 0 else text)
+    return peer_id.to_base58(), addrs
+
+
+class InlineSweptSeenCache(LastSeenCache):
+    """py-libp2p's seen-message cache without its background thread.
+
+    Expired entries are swept during ``add`` at most once per ``sweep_interval``.
+    """
+
+    def __init__(self, ttl: int, sweep_interval: int = 60) -> None:
+        self.ttl = ttl
+        self.sweep_interval = sweep_interval
+        self.lock = threading.Lock()
+        self.cache = {}
+        self._next_sweep = time.time() + sweep_interval
+
+    def add(self, key: bytes) -> bool:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self._sweep()
+        return super().add(key)
+
+    def stop(self) -> None:
+        """Nothing runs in the background."""
+
+
+class AnnouncementRejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PubsubPeerDiscovery(Service):
+    """Announce this node and learn others over GossipSub (see the module docstring).
+
+    ``pubsub``: share an existing ``libp2p.pubsub.pubsub.Pubsub`` (already running);
+    by default the service creates and runs its own GossipSub router. ``listen_only``
+    receives without announcing. Announcements older than ``peer_ttl`` seconds are
+    forgotten by :meth:`clear_stale_peers` (run every interval).
+
+    Example:
+        >>> PubsubPeerDiscovery.__init__.__doc__ is None
+        True
+    """
+
+    def __init__(
+        self,
+        host: IHost,
+        topics: Sequence[str] | None = None,
+        interval: float = 10.0,
+        listen_only: bool = False,
+        peer_ttl: float = 300.0,
+        on_peer_discovered: Callable[[DiscoveredPeer], Any] | None = None,
+        pubsub: Pubsub | None = None,
+        max_peers: int = 1000,
+    ) -> None:
+        super().__init__()
+        topics = [DEFAULT_DISCOVERY_TOPIC] if topics is None else list(topics)
+        if not topics or not all(isinstance(t, str) and t for t in topics):
+            raise errors.InvalidInput("topics", topics, "a list of non-empty topic names")
+        for name, value in (("interval", interval), ("peer_ttl", peer_ttl)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise errors.InvalidInput(name, value, "a positive number of seconds")
+        self.host = host
+        self.topics = topics
+        self.interval = float(interval)
+        self.listen_only = listen_only
+        self.peer_ttl = float(peer_ttl)
+        self.on_peer_discovered = on_peer_discovered
+        self.max_peers = max_peers
+        self.pubsub = pubsub
+        self._owns_pubsub = pubsub is None
+        self._peers: dict[str, DiscoveredPeer] = {}
+        self.dropped: Counter[str] = Counter()
+        """Announcements dropped, by reason (see :data:`DROP_REASONS`)."""
+        self.announcements_sent = 0
+        self.announcements_received = 0
+        self.local_peer_id = host.get_id().to_base58()
+
+    # ------------------------------------------------------------------ snapshots
+    def get_discovered_peers(self) -> list[DiscoveredPeer]:
+        return list(self._peers.values())
+
+    def get_peer_by_id(self, peer_id: str) -> DiscoveredPeer | None:
+        return self._peers.get(str(peer_id))
+
+    def clear_stale_peers(self) -> int:
+        """Forget peers not heard from for ``peer_ttl`` seconds; return how many."""
+        now = utcnow()
+        stale = [
+            pid
+            for pid, peer in self._peers.items()
+            if (now - peer.last_seen).total_seconds() > self.peer_ttl
+        ]
+        for pid in stale:
+            del self._peers[pid]
+        return len(stale)
+
+    # ---------------------------------------------------------------- life cycle
+    async def _run(self, nursery: trio.Nursery) -> None:
+        if self._owns_pubsub:
+            router = build_gossipsub()
+            network: Any = self.host.get_network()
+            self.pubsub = Pubsub(self.host, router, strict_signing=True)
+            # Its seen-message cache runs a sweeper thread per Pubsub; swap in the same
+            # cache swept inline, so nodes add no threads (one runtime thread for all).
+            original = self.pubsub.seen_messages
+            original.stop()
+            self.pubsub.seen_messages = InlineSweptSeenCache(original.ttl, original.sweep_interval)
+            # Pubsub registers a notifee for new connections in its constructor and never
+            # removes it; it also never learns of connections that existed before.
+            notifee = next(
+                (n for n in reversed(network.notifees) if isinstance(n, PubsubNotifee)), None
+            )
+            try:
+                async with background_trio_service(self.pubsub), background_trio_service(router):
+                    await self.pubsub.wait_until_ready()
+                    if notifee is not None:
+                        for connections in list(network.connections.values()):
+                            for conn in connections[:1]:
+                                await notifee.connected(network, conn)
+                    await self._serve()
+            finally:
+                if notifee is not None:
+                    network.remove_notifee(notifee)
+        else:
+            await self._serve()
+
+    async def _serve(self) -> None:
+        pubsub = self.pubsub
+        assert pubsub is not None
+        await pubsub.wait_until_ready()
+        try:
+            async with trio.open_nursery() as nursery:
+                for topic in self.topics:
+                    pubsub.set_topic_validator(topic, self._validate, False)
+                    subscription = await pubsub.subscribe(topic)
+                    nursery.start_soon(self._receive, subscription)
+                if not self.listen_only:
+                    nursery.start_soon(self._announce_forever)
+                nursery.start_soon(self._expire_forever)
+        finally:
+            with trio.CancelScope(shield=True):
+                for topic in self.topics:
+                    pubsub.remove_topic_validator(topic)
+                    if not self._owns_pubsub:
+                        await _quiet(pubsub.unsubscribe(topic))
+
+    def _validate(self, forwarder: ID, message: Any) -> bool:
+        try:
+            decode_announcement(message.data, message.from_id)
+        except AnnouncementRejected as rejected:
+            self.dropped[rejected.reason] += 1
+            logger.debug("dropped a %s announcement via %s", rejected.reason, forwarder)
+            return False
+        return True
+
+    async def _receive(self, subscription: Any) -> None:
+        while True:
+            message = await subscription.get()
+            try:
+                peer_id, addrs = decode_announcement(message.data, message.from_id)
+            except AnnouncementRejected as rejected:  # our own validator already ran
+                self.dropped[rejected.reason] += 1
+                continue
+            if peer_id == self.local_peer_id:
+                continue
+            self.announcements_received += 1
+            self._remember(peer_id, addrs)
+
+    def _remember(self, peer_id: str, addrs: list[str]) -> None:
+        now = utcnow()
+        known = self._peers.get(peer_id)
+        if known is None and len(self._peers) >= self.max_peers:
+            stalest = min(self._peers.values(), key=lambda p: p.last_seen)
+            del self._peers[stalest.peer_id]
+        peer = DiscoveredPeer(
+            peer_id=peer_id,
+            multiaddrs=tuple(addrs),
+            sources=("pubsub",),
+            first_seen=known.first_seen if known else now,
+            last_seen=now,
+        )
+        self._peers[peer_id] = peer
+        if self.on_peer_discovered is not None:
+            try:
+                self.on_peer_discovered(peer)
+            except Exception:
+                logger.exception("on_peer_discovered raised")
+
+    def own_addrs(self) -> list[str]:
+        """The addresses this node announces: its listeners, wildcards expanded."""
+        out: list[str] = []
+        for addr in self.host.get_transport_addrs():
+            for expanded in expand_wildcard(str(addr)):
+                if expanded not in out:
+                    out.append(expanded)
+        return out
+
+    async def announce(self) -> None:
+        """Publish one announcement on every topic now."""
+        assert self.pubsub is not None
+        data = encode_announcement(self.host, self.own_addrs())
+        for topic in self.topics:
+            await self.pubsub.publish(topic, data)
+        self.announcements_sent += 1
+
+    async def _announce_forever(self) -> None:
+        while True:
+            try:
+                await self.announce()
+            except Exception as exc:
+                logger.debug("announcement failed: %s", exc)
+            await trio.sleep(self.interval)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await trio.sleep(self.interval)
+            self.clear_stale_peers()
+
+
+async def _quiet(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        logger.debug("pubsub clean-up step failed: %s", exc)
