@@ -53,6 +53,7 @@ from ucsdk.protocols import ping_rtts, query_identify
 logger = logging.getLogger("UniversalConnectivity")
 
 IDENTIFY_TIMEOUT = 5.0
+AUTO_DIAL_MAX_BACKOFF = 60.0
 BOOTSTRAP_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 
 
@@ -255,6 +256,7 @@ class UniversalConnectivityManager(Service):
         self._evicted = 0
         self._invalid_kinds: Counter[str] = Counter()
         self._auto_dialling: set[str] = set()
+        self._auto_dial_backoff: dict[str, tuple[int, float]] = {}
         self._dropped_by_services: Counter[str] = Counter()
         self._discovered_total = 0
         self._changed_at = utcnow()
@@ -421,7 +423,9 @@ class UniversalConnectivityManager(Service):
         return (
             self.config.auto_dial
             and not record.connected
+            and bool(record.multiaddrs)
             and record.peer_id not in self._auto_dialling
+            and self._auto_dial_backoff.get(record.peer_id, (0, 0.0))[1] <= trio.current_time()
             and record.peer_id != self.local_peer_id
             and len(self._connections) < self.config.max_connections
         )
@@ -429,8 +433,12 @@ class UniversalConnectivityManager(Service):
     async def _auto_dial(self, peer_id: str, source: str) -> None:
         try:
             await self.connect_peer(peer_id, source=source)
+            self._auto_dial_backoff.pop(peer_id, None)
         except errors.UcsdkError as exc:
-            logger.debug("auto-dial of %s failed: %s", peer_id, exc)
+            failures = self._auto_dial_backoff.get(peer_id, (0, 0.0))[0] + 1
+            delay = min(AUTO_DIAL_MAX_BACKOFF, 2.0**failures)
+            self._auto_dial_backoff[peer_id] = (failures, trio.current_time() + delay)
+            logger.debug("auto-dial of %s failed (%s); next in %g s", peer_id, exc, delay)
         finally:
             self._auto_dialling.discard(peer_id)
 
@@ -614,6 +622,10 @@ class UniversalConnectivityManager(Service):
             if is_new:
                 self._record("peer_discovered", pid_text, f"via {source}")
                 self._call_user(self.config.on_peer_discovered, record.snapshot())
+        table_entry = self._peers.get(pid_text)
+        if not targets and table_entry is not None:
+            # Addresses discovery put in our table (py-libp2p's peerstore may not have them).
+            targets = [split_p2p(parse_multiaddr(a))[0] for a in table_entry.multiaddrs]
         known = _known_addrs(self.host, pid)
         all_addrs = [str(a) for a in [*targets, *known]]
         if not all_addrs and not self.is_connected(pid_text):
