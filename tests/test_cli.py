@@ -28,21 +28,26 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_demo_connects_pings_and_cleans_up() -> None:
-    result = _run("demo", "--nodes", "3")
+def test_demo_discovers_pings_and_cleans_up() -> None:
+    result = _run("demo", "--nodes", "4")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     children = re.findall(r"child pid (\d+) peer (\S+)", out)
-    assert len(children) == 2
-    peers_section = out.split("Peers:", 1)[1].split("Connections:", 1)[0]
+    assert len(children) == 3
+    ours = out.split("Peers of this node", 1)[1].split("Peers of child", 1)[0]
     for pid, peer_id in children:
-        assert f"connected {peer_id} via tcp (direct)" in out
         short = f"{peer_id[:8]}…{peer_id[-6:]}"
+        # Found by pubsub discovery (the node was told only the bootstrap's address).
+        assert re.search(rf"found {re.escape(short)} via pubsub after \d+\.\d s", out)
         assert re.search(rf"{re.escape(short)}: median \d+\.\d+ ms", out)
-        row = next(line for line in peers_section.splitlines() if short in line)
-        assert "True" in row and "direct" in row
+        row = next(line for line in ours.splitlines() if short in line)
+        assert "pubsub" in row and "True" in row and "direct" in row
+        # Each child printed its own table, naming how it found the others.
+        child_table = out.split(f"Peers of child {short}", 1)[1].split("\n\n", 1)[0]
+        assert "pubsub" in child_table
         assert _gone(int(pid)), f"child {pid} still running"
-    assert "active_connections                                              2" in out
+    assert "not found within" not in out
+    assert "stopped 3 node processes" in out
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ Example:
 
 from ucsdk import errors, identity
 from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
+from ucsdk.discovery.mdns import MDNSService
+from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
 from ucsdk.metrics import ConnectivityMetrics, Event
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
@@ -25,8 +27,10 @@ __all__ = [
     "ConnectivityMetrics",
     "DiscoveredPeer",
     "Event",
+    "MDNSService",
     "Node",
     "PeerInfo",
+    "PubsubPeerDiscovery",
     "UniversalConnectivityManager",
     "__version__",
     "errors",

@@ -63,6 +63,11 @@ def _node_config(args: argparse.Namespace) -> ConnectivityConfig:
         overrides["listen_addrs"] = [base.replace("/0", f"/{args.port}", 1)]
     if args.identity:
         overrides["identity_path"] = args.identity
+    if args.bootstrap:
+        overrides["connect_to_bootstrap"] = True
+        overrides["bootstrap_peers"] = args.bootstrap
+    if args.announce_interval:
+        overrides["pubsub_announce_interval"] = args.announce_interval
     return ConnectivityConfig.preset("development", **overrides)
 
 
@@ -114,28 +119,72 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- the demo
+class _Child:
+    """A node process the demo started, with every line it printed."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.addr = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if line.startswith("READY "):
+                self.addr = line.split(" ", 1)[1].strip()
+                self.ready.set()
+
+    @property
+    def peer_id(self) -> str:
+        return self.addr.rsplit("/p2p/", 1)[1]
+
+    def last_table(self) -> list[str]:
+        """The most recent peer table the child printed."""
+        starts = [
+            i
+            for i, line in enumerate(self.lines)
+            if line.endswith(f"peers of {_short(self.peer_id)}")
+        ]
+        if not starts:
+            return []
+        table = []
+        for line in self.lines[starts[-1] + 1 :]:
+            if not line.strip():
+                break
+            table.append(line)
+        return table
+
+
 class _Children:
     """Node processes the demo started; it ends exactly these, by their handles."""
 
     def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[str]] = []
+        self.children: list[_Child] = []
 
-    def start(self, connect: str | None) -> tuple[subprocess.Popen[str], str]:
+    def start(self, bootstrap: str | None) -> _Child:
         command = [sys.executable, "-m", "ucsdk", "node", "--listen-host", "127.0.0.1"]
-        command += ["--interval", "3600"]
-        if connect:
-            command += ["--connect", connect]
+        command += ["--interval", "1", "--announce-interval", "1"]
+        if bootstrap:
+            command += ["--bootstrap", bootstrap]
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        self.processes.append(process)
-        return process, _read_ready(process, timeout=30.0)
+        child = _Child(process)
+        self.children.append(child)
+        if not child.ready.wait(30.0):
+            raise errors.NodeStartError([], f"node process {process.pid} did not become ready")
+        return child
 
     def stop_all(self) -> None:
-        for process in self.processes:
+        processes = [c.process for c in self.children]
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes:
+        for process in processes:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -143,76 +192,79 @@ class _Children:
                 process.wait(timeout=10)
 
 
-def _read_ready(process: subprocess.Popen[str], timeout: float) -> str:
-    found: list[str] = []
-
-    def reader() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("READY "):
-                found.append(line.split(" ", 1)[1].strip())
-                break
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not found:
-        raise errors.NodeStartError([], f"node process {process.pid} did not become ready")
-    # Keep draining its output so a full pipe never blocks the child.
-    threading.Thread(target=lambda: process.stdout and process.stdout.read(), daemon=True).start()
-    return found[0]
-
-
 def _step(number: int, total: int, text: str) -> None:
     print(f"[{number}/{total}] {text}", flush=True)
 
 
 def _demo_swarm(nodes: int) -> None:
-    """Section 1: separate node processes on loopback, connected, pinged, tabulated."""
-    total = 5
+    """Separate node processes on loopback that know only one bootstrap node find each
+    other through pubsub discovery; then this node pings them and shows its tables."""
+    total = 6
     children = _Children()
     try:
-        _step(1, total, f"starting {nodes - 1} node processes on 127.0.0.1 ...")
-        addrs: list[str] = []
-        for _ in range(nodes - 1):
-            process, addr = children.start(addrs[-1] if addrs else None)
-            addrs.append(addr)
-            print(f"    child pid {process.pid} peer {addr.rsplit('/p2p/', 1)[1]} at {addr}")
-        _step(2, total, "starting this process's node ...")
-        with Node.development() as node:
+        _step(1, total, "starting the bootstrap node process on 127.0.0.1 ...")
+        bootstrap = children.start(None)
+        print(f"    child pid {bootstrap.process.pid} peer {bootstrap.peer_id} (bootstrap)")
+        _step(2, total, f"starting {nodes - 2} node processes that know only the bootstrap ...")
+        for _ in range(nodes - 2):
+            child = children.start(bootstrap.addr)
+            print(f"    child pid {child.process.pid} peer {child.peer_id}")
+        _step(3, total, "starting this process's node (it too knows only the bootstrap) ...")
+        expected = {c.peer_id for c in children.children}
+        config = ConnectivityConfig.preset(
+            "development",
+            connect_to_bootstrap=True,
+            bootstrap_peers=[bootstrap.addr],
+            pubsub_announce_interval=1.0,
+        )
+        with Node(config) as node:
             print(f"    peer {node.peer_id} at {node.addrs[0]}")
-            _step(3, total, f"connecting to {len(addrs)} nodes ...")
-            for addr in addrs:
-                info = node.connect(addr)
-                print(f"    connected {info.peer_id} via {info.transport} ({info.connection_type})")
-            _step(4, total, "pinging each node 5 times ...")
-            for addr in addrs:
-                peer_id = addr.rsplit("/p2p/", 1)[1]
-                rtts = node.ping(peer_id, count=5)
-                print(f"    {_short(peer_id)}: median {statistics.median(rtts):.3f} ms")
-            time.sleep(0.3)  # let identify answers arrive for the table
-            _step(5, total, "what this node sees")
-            print("\nPeers:")
+            _step(4, total, "waiting for pubsub discovery to find everyone ...")
+            started = time.monotonic()
+            found: set[str] = set()
+            while time.monotonic() - started < 30 and not expected <= found:
+                peers = node.get_discovered_peers()
+                for peer in peers:
+                    if "pubsub" in peer.sources and peer.peer_id not in found:
+                        found.add(peer.peer_id)
+                        print(
+                            f"    found {_short(peer.peer_id)} via pubsub after "
+                            f"{time.monotonic() - started:.1f} s"
+                        )
+                time.sleep(0.1)
+            missing = expected - found
+            if missing:
+                print(f"    not found within 30 s: {', '.join(_short(p) for p in missing)}")
+            _step(5, total, "pinging each node 5 times ...")
+            for child in children.children:
+                rtts = node.ping(child.peer_id, count=5)
+                print(f"    {_short(child.peer_id)}: median {statistics.median(rtts):.3f} ms")
+            time.sleep(1.5)  # identify answers and the children's next tables
+            _step(6, total, "who found whom, and how")
+            print(f"\nPeers of this node ({_short(node.peer_id)}):")
             print(peer_table(node))
-            print("\nConnections:")
+            for child in children.children:
+                print(f"\nPeers of child {_short(child.peer_id)} (pid {child.process.pid}):")
+                print("\n".join(child.last_table()) or "(no table yet)")
+            print("\nConnections of this node:")
             conns = node.connections()
             conns["peer_id"] = conns["peer_id"].map(_short)
             print(conns.drop(columns=["opened_at"]).to_string(index=False))
-            print("\nMetrics:")
+            print("\nMetrics of this node:")
             metrics = dataclasses.asdict(node.metrics())
             print(pd.Series(metrics).to_string())
     finally:
         children.stop_all()
-        print(f"\nstopped {len(children.processes)} node processes")
+        print(f"\nstopped {len(children.children)} node processes")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.nodes < 2:
-        raise errors.InvalidInput("--nodes", args.nodes, "at least 2")
+    if args.nodes < 3:
+        raise errors.InvalidInput("--nodes", args.nodes, "at least 3")
     started = time.monotonic()
     _demo_swarm(args.nodes)
     print(
-        "\nNot in this demo yet: discovery (pubsub, mDNS, DHT) and NAT traversal "
+        "\nNot in this demo yet: mDNS across hosts, the DHT, and NAT traversal "
         "(AutoNAT, relay, DCUtR in the NAT lab)."
     )
     print(f"demo finished in {time.monotonic() - started:.1f} s")
@@ -231,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--connect", action="append", metavar="MULTIADDR")
     node.add_argument("--identity", metavar="PATH", help="key file; created on first use")
+    node.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="bootstrap peer")
+    node.add_argument("--announce-interval", type=float, help="pubsub discovery interval (s)")
     node.add_argument("--interval", type=float, default=2.0, help="seconds between tables")
     node.add_argument("--once", action="store_true", help="print the table once and exit")
     node.set_defaults(func=cmd_node)
@@ -242,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     ping.set_defaults(func=cmd_ping)
 
     demo = commands.add_parser("demo", help="a local swarm on loopback")
-    demo.add_argument("--nodes", type=int, default=4)
+    demo.add_argument("--nodes", type=int, default=5)
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -98,6 +98,8 @@ class ConnectivityConfig:
     enable_mdns: bool = True
     enable_pubsub_discovery: bool = True
     enable_dht_discovery: bool = True
+    mdns_service_name: str = "p2p"
+    mdns_interfaces: list[str] | None = None
     pubsub_discovery_topics: list[str] = field(default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC])
     # NAT traversal
     enable_autonat: bool = True
@@ -243,6 +245,16 @@ class ConnectivityConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(name, value, "a callable or None")
+        if not isinstance(self.mdns_service_name, str) or not 0 < len(self.mdns_service_name) <= 15:
+            raise ConfigError("mdns_service_name", self.mdns_service_name, "1 to 15 characters")
+        if self.mdns_interfaces is not None:
+            if isinstance(self.mdns_interfaces, str) or not isinstance(self.mdns_interfaces, list):
+                raise ConfigError("mdns_interfaces", self.mdns_interfaces, "a list of IP addresses")
+            for ip in self.mdns_interfaces:
+                try:
+                    ipaddress.ip_address(ip)
+                except (ValueError, TypeError):
+                    raise ConfigError("mdns_interfaces", ip, "an IP address") from None
         topics = self.pubsub_discovery_topics
         if isinstance(topics, str) or not isinstance(topics, (list, tuple)):
             raise ConfigError("pubsub_discovery_topics", topics, "a list of topic names")

@@ -44,6 +44,7 @@ from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
@@ -300,15 +301,32 @@ class UniversalConnectivityManager(Service):
             )
             await discovery.start()
             self.pubsub_discovery = discovery
+        if self.config.enable_mdns:
+            mdns = MDNSService(
+                self.host,
+                service_name=self.config.mdns_service_name,
+                query_interval=self.config.mdns_query_interval,
+                on_peer_discovered=lambda peer: self.report_peer(
+                    peer.peer_id, peer.multiaddrs, "mdns"
+                ),
+                interfaces=self.config.mdns_interfaces,
+                max_peers=self.config.max_discovered_peers,
+            )
+            try:
+                await mdns.start()
+            except Exception as exc:  # no multicast-capable interface, port in use, ...
+                self._record("mdns_unavailable", None, repr(exc))
+            else:
+                self.mdns = mdns
 
     async def _on_stop(self) -> None:
         self._nursery = None
-        for name in ("pubsub_discovery",):
+        for name, prefix in (("pubsub_discovery", "pubsub"), ("mdns", "mdns")):
             service = getattr(self, name)
             if service is not None:
                 await service.stop()
                 self._dropped_by_services.update(
-                    {f"pubsub_{k}": v for k, v in service.dropped.items()}
+                    {f"{prefix}_{k}": v for k, v in service.dropped.items()}
                 )
                 setattr(self, name, None)
         network = self.host.get_network()
@@ -326,8 +344,9 @@ class UniversalConnectivityManager(Service):
         nat_status = getattr(self.autonat, "nat_status", None) or "unknown"
         dropped = Counter(self._invalid_kinds)
         dropped.update(self._dropped_by_services)
-        if self.pubsub_discovery is not None:
-            dropped.update({f"pubsub_{k}": v for k, v in self.pubsub_discovery.dropped.items()})
+        for service, prefix in ((self.pubsub_discovery, "pubsub"), (self.mdns, "mdns")):
+            if service is not None:
+                dropped.update({f"{prefix}_{k}": v for k, v in service.dropped.items()})
         return ConnectivityMetrics(
             total_peers_discovered=self._discovered_total,
             total_connections_established=self._established,
@@ -537,6 +556,45 @@ class UniversalConnectivityManager(Service):
         self._call_user(self.config.on_connection_established, peer_id, remote)
         if self._nursery is not None:
             self._nursery.start_soon(self._identify, conn.muxed_conn.peer_id)
+            duplicate = self._duplicate_to_close(conn)
+            if duplicate is not None:
+                self._nursery.start_soon(self._close_duplicate, duplicate)
+
+    def _duplicate_to_close(self, conn: INetConn) -> INetConn | None:
+        """When two peers dial each other at once, both end with two direct connections.
+
+        Both sides keep the same one, the connection dialled by the smaller peer id, and
+        close the other; relayed connections are left alone (DCUtR needs them).
+        """
+        known = self._connections[id(conn)]
+        if known.relayed:
+            return None
+        pid = conn.muxed_conn.peer_id
+        siblings = [
+            c
+            for c in self.host.get_network().connections.get(pid, [])
+            if id(c) in self._connections and not self._connections[id(c)].relayed
+        ]
+        if len(siblings) < 2:
+            return None
+
+        def dialler(c: INetConn) -> str:
+            outbound = self._connections[id(c)].direction == "outbound"
+            return self.local_peer_id if outbound else known.peer_id
+
+        keep = min(siblings, key=lambda c: (dialler(c), self._connections[id(c)].opened_at))
+        return next((c for c in siblings if c is not keep), None)
+
+    async def _close_duplicate(self, conn: INetConn) -> None:
+        known = self._connections.get(id(conn))
+        if known is not None:
+            self._record(
+                "duplicate_closed", known.peer_id, f"{known.direction} {known.remote_addr}"
+            )
+        try:
+            await conn.close()
+        except Exception as exc:
+            logger.debug("closing a duplicate connection failed: %s", exc)
 
     def _on_disconnected(self, conn: INetConn) -> None:
         known = self._connections.pop(id(conn), None)
