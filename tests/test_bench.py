@@ -24,3 +24,17 @@ def test_facade_benchmark_quick_run(tmp_path: Path) -> None:
         assert figures[name] > 0
     assert figures["facade_over_raw_ping"] == figures["facade_ping_ms"] / figures["raw_ping_ms"]
     assert "target empty facade call" in result.stdout
+
+
+def test_discovery_benchmark_quick_run() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "discovery.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("3 ")]
+    assert {row[1] for row in rows} == {"pubsub", "mdns"}
+    for row in rows:
+        assert row[2] != "None", result.stdout  # every node found every other

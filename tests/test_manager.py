@@ -121,7 +121,7 @@ def test_bootstrap_retries_until_the_peer_appears() -> None:
         config = ConnectivityConfig.preset(
             "development",
             connect_to_bootstrap=True,
-            bootstrap_peers=[bootstrap_addr, *ConnectivityConfig().bootstrap_peers[:1]],
+            bootstrap_peers=[bootstrap_addr],
         )
         async with running_host(config) as host:
             manager = await setup_universal_connectivity(host, config)
@@ -130,8 +130,6 @@ def test_bootstrap_retries_until_the_peer_appears() -> None:
                     await trio.sleep(0.05)
             kinds = [e.kind for e in manager.get_events()]
             assert "bootstrap_retry" in kinds
-            # /dnsaddr/ entries are reported, not silently ignored and not hung on.
-            assert "bootstrap_skipped" in kinds
 
             late = ConnectivityConfig.preset(
                 "development", listen_addrs=[bootstrap_addr.split("/p2p/")[0]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
 import statistics
 import subprocess
@@ -66,6 +67,10 @@ def _node_config(args: argparse.Namespace) -> ConnectivityConfig:
     if args.bootstrap:
         overrides["connect_to_bootstrap"] = True
         overrides["bootstrap_peers"] = args.bootstrap
+    if args.no_mdns:
+        overrides["enable_mdns"] = False
+    if args.no_pubsub:
+        overrides["enable_pubsub_discovery"] = False
     if args.announce_interval:
         overrides["pubsub_announce_interval"] = args.announce_interval
     return ConnectivityConfig.preset("development", **overrides)
@@ -94,8 +99,15 @@ def cmd_node(args: argparse.Namespace) -> int:
             info = node.connect(target)
             print(f"connected: {info.peer_id} via {info.transport}", flush=True)
         while True:
-            print(f"\n{time.strftime('%H:%M:%S')}  peers of {_short(node.peer_id)}")
-            print(peer_table(node), flush=True)
+            if args.json:
+                peers = [
+                    {"peer_id": p.peer_id, "sources": list(p.sources), "connected": p.connected}
+                    for p in node.get_discovered_peers()
+                ]
+                print(json.dumps({"time": time.time(), "peers": peers}), flush=True)
+            else:
+                print(f"\n{time.strftime('%H:%M:%S')}  peers of {_short(node.peer_id)}")
+                print(peer_table(node), flush=True)
             if args.once or stop.event.wait(args.interval):
                 break
     finally:
@@ -285,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--identity", metavar="PATH", help="key file; created on first use")
     node.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="bootstrap peer")
     node.add_argument("--announce-interval", type=float, help="pubsub discovery interval (s)")
+    node.add_argument("--no-mdns", action="store_true", help="turn mDNS discovery off")
+    node.add_argument("--no-pubsub", action="store_true", help="turn pubsub discovery off")
+    node.add_argument("--json", action="store_true", help="print the peer table as JSON lines")
     node.add_argument("--interval", type=float, default=2.0, help="seconds between tables")
     node.add_argument("--once", action="store_true", help="print the table once and exit")
     node.set_defaults(func=cmd_node)

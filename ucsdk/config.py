@@ -111,6 +111,7 @@ class ConnectivityConfig:
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
+    dns_nameservers: list[str] | None = None
     # Discovered peers: dial them (up to max_connections) and keep at most this many.
     auto_dial: bool = True
     max_discovered_peers: int = 1000
@@ -288,6 +289,17 @@ class ConnectivityConfig:
             _check_multiaddr("bootstrap_peers", addr)
             if "/p2p/" not in str(addr) and "/ipfs/" not in str(addr):
                 raise ConfigError("bootstrap_peers", addr, "a multiaddr ending in /p2p/<peer id>")
+        if self.dns_nameservers is not None:
+            if isinstance(self.dns_nameservers, str) or not isinstance(self.dns_nameservers, list):
+                raise ConfigError("dns_nameservers", self.dns_nameservers, "a list of IP[:port]")
+            for server in self.dns_nameservers:
+                host, _, port = str(server).partition(":")
+                try:
+                    ipaddress.ip_address(host)
+                    if port:
+                        int(port)
+                except ValueError:
+                    raise ConfigError("dns_nameservers", server, "an IPv4 address[:port]") from None
         if self.identity_path is not None and not isinstance(
             self.identity_path, (str, os.PathLike)
         ):

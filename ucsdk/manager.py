@@ -44,6 +44,7 @@ from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.discovery.bootstrap import DnsaddrError, dnsaddr_domain, resolve_dnsaddr
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
@@ -771,34 +772,35 @@ class UniversalConnectivityManager(Service):
             await trio.sleep(self.config.metrics_history_interval)
 
     async def _keep_bootstrap_connection(self, addr: str) -> None:
-        """Stay connected to one bootstrap peer, retrying with exponential back-off."""
-        maddr = parse_multiaddr(addr)
-        transport_addr, peer_id = split_p2p(maddr)
+        """Stay connected to one bootstrap peer, retrying with exponential back-off.
+
+        A ``/dnsaddr/`` address is resolved (TXT records) before every attempt; when that
+        fails the reason is recorded as a ``bootstrap_unresolved`` event.
+        """
+        transport_addr, peer_id = split_p2p(parse_multiaddr(addr))
         if peer_id is None:
             return
-        if "/dnsaddr/" in addr:
-            # A /dnsaddr/ needs a TXT lookup; without that resolver we say so and move on.
-            self._record(
-                "bootstrap_skipped",
-                peer_id,
-                f"{addr}: /dnsaddr/ resolution is not available in this version",
-            )
-            return
-        self.report_peer(peer_id, [str(transport_addr)], "bootstrap")
         attempt = 0
         while True:
             if not self.is_connected(peer_id):
                 try:
-                    await self.connect_peer(peer_id, [str(transport_addr)], source="bootstrap")
+                    if dnsaddr_domain(addr) is not None:
+                        targets = await resolve_dnsaddr(
+                            addr, nameservers=self.config.dns_nameservers
+                        )
+                    else:
+                        targets = [str(transport_addr)]
+                    await self.connect_peer(peer_id, targets, source="bootstrap")
                     attempt = 0
-                except errors.UcsdkError as exc:
+                except (errors.UcsdkError, DnsaddrError) as exc:
                     delay = BOOTSTRAP_BACKOFF[min(attempt, len(BOOTSTRAP_BACKOFF) - 1)]
                     attempt += 1
-                    self._record(
-                        "bootstrap_retry",
-                        peer_id,
-                        f"{exc.__class__.__name__}; next try in {delay:g} s",
+                    kind = (
+                        "bootstrap_unresolved"
+                        if isinstance(exc, DnsaddrError)
+                        else "bootstrap_retry"
                     )
+                    self._record(kind, peer_id, f"{exc}; next try in {delay:g} s")
                     await trio.sleep(delay)
                     continue
             await trio.sleep(BOOTSTRAP_BACKOFF[0])
