@@ -24,12 +24,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import math
 import secrets
 import socket
 import string
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -40,9 +38,8 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 
 from ucsdk import errors
-from ucsdk._service import Service
+from ucsdk.discovery._base import DiscoveryService, check_seconds
 from ucsdk.host import expand_wildcard
-from ucsdk.metrics import utcnow
 from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -131,8 +128,10 @@ async def run_in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return outcome.get("value")
 
 
-class MDNSService(Service):
+class MDNSService(DiscoveryService):
     """Find and announce peers with multicast DNS (see the module docstring)."""
+
+    source = "mdns"
 
     def __init__(
         self,
@@ -144,16 +143,9 @@ class MDNSService(Service):
         interfaces: Sequence[str] | None = None,
         max_peers: int = 1000,
     ) -> None:
-        super().__init__()
+        super().__init__(peer_ttl, on_peer_discovered, max_peers)
         if not isinstance(service_name, str) or not service_name or len(service_name) > 15:
             raise errors.InvalidInput("service_name", service_name, "1 to 15 characters")
-        for name, value in (("query_interval", query_interval), ("peer_ttl", peer_ttl)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise errors.InvalidInput(name, value, "a positive number of seconds")
         for ip in interfaces or ():
             try:
                 ipaddress.ip_address(ip)
@@ -163,25 +155,13 @@ class MDNSService(Service):
                 ) from None
         self.host = host
         self.service_type = f"_{service_name}._udp.local."
-        self.query_interval = float(query_interval)
-        self.peer_ttl = float(peer_ttl)
-        self.on_peer_discovered = on_peer_discovered
+        self.query_interval = check_seconds("query_interval", query_interval)
         self.interfaces = list(interfaces) if interfaces else None
-        self.max_peers = max_peers
         self.instance_name = random_service_instance_name()
         self.local_peer_id = host.get_id().to_base58()
-        self.dropped: Counter[str] = Counter()
-        self._peers: dict[str, DiscoveredPeer] = {}
         self._zeroconf: Any = None
         self._browser: Any = None
         self._token: trio.lowlevel.TrioToken | None = None
-
-    # ------------------------------------------------------------------ snapshots
-    def get_discovered_peers(self) -> list[DiscoveredPeer]:
-        return list(self._peers.values())
-
-    def get_peer_by_id(self, peer_id: str) -> DiscoveredPeer | None:
-        return self._peers.get(str(peer_id))
 
     def announced_addrs(self) -> list[str]:
         """Own listen addresses on the chosen interfaces, each ending in ``/p2p/<id>``."""
@@ -244,7 +224,7 @@ class MDNSService(Service):
                 browser, self._browser = self._browser, None
                 with trio.CancelScope(shield=True):
                     await run_in_own_thread(browser.cancel)
-            self._expire()
+            self.clear_stale_peers()
 
     async def _on_stop(self) -> None:
         zeroconf, self._zeroconf = self._zeroconf, None
@@ -272,7 +252,7 @@ class MDNSService(Service):
             return
         if peer_id == self.local_peer_id:
             return
-        self._to_loop(self._remember, peer_id, addrs)
+        self._to_loop(self._remember_if_running, peer_id, addrs)
 
     def _drop(self, reason: str, detail: str) -> None:
         logger.debug("mDNS: dropped a %s record (%s)", reason, detail)
@@ -287,34 +267,6 @@ class MDNSService(Service):
         except trio.RunFinishedError:
             logger.debug("mDNS result after the event loop ended; ignored")
 
-    # ---------------------------------------------------------------- loop side
-    def _remember(self, peer_id: str, addrs: list[str]) -> None:
-        if not self.running:
-            return
-        now = utcnow()
-        known = self._peers.get(peer_id)
-        if known is None and len(self._peers) >= self.max_peers:
-            stalest = min(self._peers.values(), key=lambda p: p.last_seen)
-            del self._peers[stalest.peer_id]
-        peer = DiscoveredPeer(
-            peer_id=peer_id,
-            multiaddrs=tuple(addrs),
-            sources=("mdns",),
-            first_seen=known.first_seen if known else now,
-            last_seen=now,
-        )
-        self._peers[peer_id] = peer
-        if self.on_peer_discovered is not None:
-            try:
-                self.on_peer_discovered(peer)
-            except Exception:
-                logger.exception("on_peer_discovered raised")
-
-    def _expire(self) -> None:
-        now = utcnow()
-        for pid in [
-            pid
-            for pid, p in self._peers.items()
-            if (now - p.last_seen).total_seconds() > self.peer_ttl
-        ]:
-            del self._peers[pid]
+    def _remember_if_running(self, peer_id: str, addrs: list[str]) -> None:
+        if self.running:
+            self._remember(peer_id, addrs)

@@ -17,10 +17,8 @@ Example (inside trio, with a running host)::
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,10 +34,9 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
 
 from ucsdk import errors
-from ucsdk._service import Service
 from ucsdk.config import DEFAULT_DISCOVERY_TOPIC
+from ucsdk.discovery._base import DiscoveryService, check_seconds
 from ucsdk.host import expand_wildcard
-from ucsdk.metrics import utcnow
 from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
 from ucsdk.proto import Peer
 
@@ -141,7 +138,7 @@ class AnnouncementRejected(Exception):
         self.reason = reason
 
 
-class PubsubPeerDiscovery(Service):
+class PubsubPeerDiscovery(DiscoveryService):
     """Announce this node and learn others over GossipSub (see the module docstring).
 
     ``pubsub``: share an existing ``libp2p.pubsub.pubsub.Pubsub`` (already running);
@@ -149,9 +146,15 @@ class PubsubPeerDiscovery(Service):
     receives without announcing. Announcements older than ``peer_ttl`` seconds are
     forgotten by :meth:`clear_stale_peers` (run every interval).
 
-    Example:
-        >>> PubsubPeerDiscovery.__init__.__doc__ is None
-        True
+    Example (what a receiver does with a forged announcement):
+        >>> from libp2p.crypto.ed25519 import create_new_key_pair
+        >>> claimed, signer = create_new_key_pair(), create_new_key_pair()
+        >>> data = Peer(publicKey=claimed.public_key.serialize()).SerializeToString()
+        >>> try:
+        ...     decode_announcement(data, ID.from_pubkey(signer.public_key).to_bytes())
+        ... except AnnouncementRejected as rejected:
+        ...     print(rejected.reason)
+        key_mismatch
     """
 
     def __init__(
@@ -165,51 +168,19 @@ class PubsubPeerDiscovery(Service):
         pubsub: Pubsub | None = None,
         max_peers: int = 1000,
     ) -> None:
-        super().__init__()
+        super().__init__(peer_ttl, on_peer_discovered, max_peers)
         topics = [DEFAULT_DISCOVERY_TOPIC] if topics is None else list(topics)
         if not topics or not all(isinstance(t, str) and t for t in topics):
             raise errors.InvalidInput("topics", topics, "a list of non-empty topic names")
-        for name, value in (("interval", interval), ("peer_ttl", peer_ttl)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise errors.InvalidInput(name, value, "a positive number of seconds")
         self.host = host
         self.topics = topics
-        self.interval = float(interval)
+        self.interval = check_seconds("interval", interval)
         self.listen_only = listen_only
-        self.peer_ttl = float(peer_ttl)
-        self.on_peer_discovered = on_peer_discovered
-        self.max_peers = max_peers
         self.pubsub = pubsub
         self._owns_pubsub = pubsub is None
-        self._peers: dict[str, DiscoveredPeer] = {}
-        self.dropped: Counter[str] = Counter()
-        """Announcements dropped, by reason (see :data:`DROP_REASONS`)."""
         self.announcements_sent = 0
         self.announcements_received = 0
         self.local_peer_id = host.get_id().to_base58()
-
-    # ------------------------------------------------------------------ snapshots
-    def get_discovered_peers(self) -> list[DiscoveredPeer]:
-        return list(self._peers.values())
-
-    def get_peer_by_id(self, peer_id: str) -> DiscoveredPeer | None:
-        return self._peers.get(str(peer_id))
-
-    def clear_stale_peers(self) -> int:
-        """Forget peers not heard from for ``peer_ttl`` seconds; return how many."""
-        now = utcnow()
-        stale = [
-            pid
-            for pid, peer in self._peers.items()
-            if (now - peer.last_seen).total_seconds() > self.peer_ttl
-        ]
-        for pid in stale:
-            del self._peers[pid]
-        return len(stale)
 
     # ---------------------------------------------------------------- life cycle
     async def _run(self, nursery: trio.Nursery) -> None:
@@ -283,26 +254,6 @@ class PubsubPeerDiscovery(Service):
         while True:
             await subscription.get()
 
-    def _remember(self, peer_id: str, addrs: list[str]) -> None:
-        now = utcnow()
-        known = self._peers.get(peer_id)
-        if known is None and len(self._peers) >= self.max_peers:
-            stalest = min(self._peers.values(), key=lambda p: p.last_seen)
-            del self._peers[stalest.peer_id]
-        peer = DiscoveredPeer(
-            peer_id=peer_id,
-            multiaddrs=tuple(addrs),
-            sources=("pubsub",),
-            first_seen=known.first_seen if known else now,
-            last_seen=now,
-        )
-        self._peers[peer_id] = peer
-        if self.on_peer_discovered is not None:
-            try:
-                self.on_peer_discovered(peer)
-            except Exception:
-                logger.exception("on_peer_discovered raised")
-
     def own_addrs(self) -> list[str]:
         """The addresses this node announces: its listeners, wildcards expanded."""
         out: list[str] = []
@@ -327,6 +278,8 @@ class PubsubPeerDiscovery(Service):
             except Exception as exc:
                 logger.debug("announcement failed: %s", exc)
             await trio.sleep(self.interval)
+
+    source = "pubsub"
 
     async def _expire_forever(self) -> None:
         while True:
