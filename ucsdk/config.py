@@ -98,6 +98,8 @@ class ConnectivityConfig:
     enable_mdns: bool = True
     enable_pubsub_discovery: bool = True
     enable_dht_discovery: bool = True
+    dht_mode: str = "server"
+    dht_random_walk: bool = True
     mdns_service_name: str = "p2p"
     mdns_interfaces: list[str] | None = None
     pubsub_discovery_topics: list[str] = field(default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC])
@@ -163,6 +165,7 @@ class ConnectivityConfig:
                 enable_dcutr=True,
                 enable_pubsub_discovery=True,
                 pubsub_discovery_topics=[UNIVERSAL_CONNECTIVITY_TOPIC, DEFAULT_DISCOVERY_TOPIC],
+                dht_mode="client",
                 transports=["tcp", "websocket"],
             )
         elif name == "server":
@@ -219,6 +222,7 @@ class ConnectivityConfig:
             "enable_dcutr",
             "connect_to_bootstrap",
             "auto_dial",
+            "dht_random_walk",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
@@ -246,6 +250,8 @@ class ConnectivityConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(name, value, "a callable or None")
+        if self.dht_mode not in ("server", "client"):
+            raise ConfigError("dht_mode", self.dht_mode, "'server' or 'client'")
         if not isinstance(self.mdns_service_name, str) or not 0 < len(self.mdns_service_name) <= 15:
             raise ConfigError("mdns_service_name", self.mdns_service_name, "1 to 15 characters")
         if self.mdns_interfaces is not None:

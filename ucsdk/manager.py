@@ -45,6 +45,7 @@ from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk.config import ConnectivityConfig, transport_of
 from ucsdk.discovery.bootstrap import DnsaddrError, dnsaddr_domain, resolve_dnsaddr
+from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
@@ -302,6 +303,18 @@ class UniversalConnectivityManager(Service):
             )
             await discovery.start()
             self.pubsub_discovery = discovery
+        if self.config.enable_dht_discovery:
+            dht = DHTDiscovery(
+                self.host,
+                mode=self.config.dht_mode,
+                random_walk=self.config.dht_random_walk,
+                on_peer_discovered=lambda peer: self.report_peer(
+                    peer.peer_id, peer.multiaddrs, "dht"
+                ),
+                max_peers=self.config.max_discovered_peers,
+            )
+            await dht.start()
+            self.dht = dht
         if self.config.enable_mdns:
             mdns = MDNSService(
                 self.host,
@@ -322,7 +335,7 @@ class UniversalConnectivityManager(Service):
 
     async def _on_stop(self) -> None:
         self._nursery = None
-        for name, prefix in (("pubsub_discovery", "pubsub"), ("mdns", "mdns")):
+        for name, prefix in (("pubsub_discovery", "pubsub"), ("mdns", "mdns"), ("dht", "dht")):
             service = getattr(self, name)
             if service is not None:
                 await service.stop()
@@ -345,7 +358,8 @@ class UniversalConnectivityManager(Service):
         nat_status = getattr(self.autonat, "nat_status", None) or "unknown"
         dropped = Counter(self._invalid_kinds)
         dropped.update(self._dropped_by_services)
-        for service, prefix in ((self.pubsub_discovery, "pubsub"), (self.mdns, "mdns")):
+        services = ((self.pubsub_discovery, "pubsub"), (self.mdns, "mdns"), (self.dht, "dht"))
+        for service, prefix in services:
             if service is not None:
                 dropped.update({f"{prefix}_{k}": v for k, v in service.dropped.items()})
         return ConnectivityMetrics(
@@ -629,6 +643,8 @@ class UniversalConnectivityManager(Service):
                 self.count_invalid_message("identify_bad_address", str(peer_id))
         record.add_addrs(listen, None)
         self._record("identified", record.peer_id, record.agent_version or "")
+        if self.dht is not None and any("/kad/" in p for p in record.protocols):
+            await self.dht.add_peer(peer_id)
 
     # ------------------------------------------------------------------- dialling
     async def connect(self, addr: str | multiaddr.Multiaddr) -> PeerInfo:
@@ -686,6 +702,12 @@ class UniversalConnectivityManager(Service):
             # Addresses discovery put in our table (py-libp2p's peerstore may not have them).
             targets = [split_p2p(parse_multiaddr(a))[0] for a in table_entry.multiaddrs]
         known = _known_addrs(self.host, pid)
+        if not targets and not known and self.dht is not None and not self.is_connected(pid_text):
+            # Only a peer id: ask the DHT where the peer is.
+            found = await self.dht.find_peer(pid)
+            if found is not None:
+                targets = [parse_multiaddr(a) for a in found.multiaddrs]
+                self._record("dht_found", pid_text, ", ".join(found.multiaddrs))
         all_addrs = [str(a) for a in [*targets, *known]]
         if not all_addrs and not self.is_connected(pid_text):
             self._failed += 1
@@ -740,6 +762,18 @@ class UniversalConnectivityManager(Service):
             logger.info("dial_peer failed: %s", exc)
             return False
         return True
+
+    async def find_peer(self, peer_id: str | ID) -> DiscoveredPeer:
+        """Where is ``peer_id``? The table, then the DHT; :class:`PeerNotFound` if nowhere."""
+        pid = parse_peer_id(peer_id)
+        record = self._peers.get(pid.to_base58())
+        if record is not None and record.multiaddrs:
+            return record.snapshot()
+        if self.dht is not None:
+            found = await self.dht.find_peer(pid)
+            if found is not None:
+                return self.report_peer(found.peer_id, found.multiaddrs, "dht")
+        raise errors.PeerNotFound(pid.to_base58())
 
     async def ping(self, peer_id: str | ID, count: int = 5) -> list[float]:
         """Round-trip times in ms to ``peer_id`` (dialled first when not connected)."""

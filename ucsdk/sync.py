@@ -330,6 +330,10 @@ class Node:
         """Ping ``peer_id`` ``count`` times; round-trip times in milliseconds."""
         return self._call(f"ping {peer_id}", "ping", peer_id, count, timeout=timeout)
 
+    def find_peer(self, peer_id: str, *, timeout: float | None = None) -> DiscoveredPeer:
+        """Where is ``peer_id``? Known addresses, else a DHT lookup (``PeerNotFound``)."""
+        return self._call(f"find {peer_id}", "find_peer", peer_id, timeout=timeout)
+
     def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
         """Close every connection to ``peer_id``."""
         self._call(f"disconnect {peer_id}", "disconnect", peer_id, timeout=timeout)
@@ -508,6 +512,9 @@ class AsyncNode:
         self, peer_id: str, count: int = 5, *, timeout: float | None = None
     ) -> list[float]:
         return await self._await(f"ping {peer_id}", "ping", peer_id, count, timeout=timeout)
+
+    async def find_peer(self, peer_id: str, *, timeout: float | None = None) -> DiscoveredPeer:
+        return await self._await(f"find {peer_id}", "find_peer", peer_id, timeout=timeout)
 
     async def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
         await self._await(f"disconnect {peer_id}", "disconnect", peer_id, timeout=timeout)

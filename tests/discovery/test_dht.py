@@ -1,0 +1,56 @@
+"""Kademlia DHT: in a chain of 8 nodes, the first finds the last by peer id alone."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+import ucsdk
+from ucsdk import errors
+from ucsdk.identity import new_key_pair, peer_id_of
+
+# Only the DHT may find anyone here: no pubsub discovery, no mDNS, no auto-dial.
+DHT_ONLY = {
+    "enable_pubsub_discovery": False,
+    "enable_mdns": False,
+    "auto_dial": False,
+    "dht_random_walk": False,
+}
+
+
+def test_chain_of_eight_first_finds_last_by_peer_id() -> None:
+    nodes = [ucsdk.Node.development(**DHT_ONLY) for _ in range(8)]
+    try:
+        for left, right in itertools.pairwise(nodes):
+            left.connect(right.addrs[0])
+        # Let identify finish so each node's routing table holds its neighbours.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            (n.manager.dht is not None and n.manager.dht.routing_table_size() >= 1) for n in nodes
+        ):
+            time.sleep(0.1)
+        first, last = nodes[0], nodes[-1]
+        assert last.peer_id not in set(first.peers()["peer_id"])
+        found = first.find_peer(last.peer_id, timeout=30)
+        assert found.peer_id == last.peer_id
+        assert last.addrs[0].split("/p2p/")[0] in found.multiaddrs
+        assert "dht" in found.sources
+        # ... and connects with nothing but the id.
+        assert first.dial_peer(last.peer_id, timeout=30) is True
+        assert first.ping(last.peer_id, count=1)
+        row = first.peers().set_index("peer_id").loc[last.peer_id]
+        assert bool(row["connected"]) and "dht" in row["sources"]
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_unknown_peer_is_not_found_quickly() -> None:
+    with ucsdk.Node.development(**DHT_ONLY) as a, ucsdk.Node.development(**DHT_ONLY) as b:
+        a.connect(b.addrs[0])
+        started = time.monotonic()
+        with pytest.raises(errors.PeerNotFound):
+            a.find_peer(peer_id_of(new_key_pair()), timeout=20)
+        assert time.monotonic() - started < 20
