@@ -276,7 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     _demo_swarm(args.nodes)
     print(
-        "\nNot in this demo yet: mDNS across hosts, the DHT, and NAT traversal "
+        "\nNot in this demo yet: NAT traversal "
         "(AutoNAT, relay, DCUtR in the NAT lab)."
     )
     print(f"demo finished in {time.monotonic() - started:.1f} s")
