@@ -3,8 +3,11 @@
 Run: ``.venv/bin/python bench/discovery.py [--sizes 10 20 40] [--quick]``.
 
 For each size N, N ``ucsdk node`` processes on 127.0.0.1:
-- pubsub: every node knows only node 0 (its bootstrap peer); mDNS off;
-- mdns: no node knows any other; pubsub off (multicast stays on the loopback interface).
+- pubsub: every node knows only node 0 (its bootstrap peer); mDNS and DHT off;
+- mdns: no node knows any other; pubsub and DHT off (multicast stays on loopback);
+- dht: every node knows only node 0; pubsub and mDNS off; the DHT's random walk and
+  routing-table scan must do the work.
+Discovered peers are dialled (auto-dial), as in normal use.
 Figures: seconds from the last process being ready until every node lists every other
 with that mechanism among its sources; CPU seconds (user + system) all processes spent
 until then; peak resident memory per node. Announce interval 1 s, mDNS query interval 5 s.
@@ -73,14 +76,15 @@ def start(extra: list[str]) -> Proc:
 def run(size: int, mechanism: str, limit: float) -> dict[str, object]:
     procs: list[Proc] = []
     try:
-        if mechanism == "pubsub":
-            first = start(["--no-mdns"])
+        if mechanism in ("pubsub", "dht"):
+            flags = ["--no-mdns", "--no-dht" if mechanism == "pubsub" else "--no-pubsub"]
+            first = start(flags)
             procs.append(first)
             if not first.ready.wait(60):
                 raise RuntimeError("bootstrap node did not start")
-            procs += [start(["--no-mdns", "--bootstrap", first.addr]) for _ in range(size - 1)]
+            procs += [start([*flags, "--bootstrap", first.addr]) for _ in range(size - 1)]
         else:
-            procs += [start(["--no-pubsub"]) for _ in range(size)]
+            procs += [start(["--no-pubsub", "--no-dht"]) for _ in range(size)]
         for proc in procs:
             if not proc.ready.wait(120):
                 raise RuntimeError("a node did not start")
@@ -120,7 +124,7 @@ def run(size: int, mechanism: str, limit: float) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40])
-    parser.add_argument("--mechanisms", nargs="+", default=["pubsub", "mdns"])
+    parser.add_argument("--mechanisms", nargs="+", default=["pubsub", "mdns", "dht"])
     parser.add_argument("--limit", type=float, default=90.0, help="seconds to wait per run")
     parser.add_argument("--quick", action="store_true", help="3 nodes, for a smoke run")
     args = parser.parse_args()
@@ -128,7 +132,11 @@ def main() -> int:
     print(
         f"machine: {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
-    rows = [run(size, mechanism, args.limit) for size in sizes for mechanism in args.mechanisms]
+    rows = []
+    for size in sizes:
+        for mechanism in args.mechanisms:
+            rows.append(run(size, mechanism, args.limit))
+            print(f"  done: {rows[-1]}", file=sys.stderr, flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 

@@ -28,7 +28,14 @@ def test_facade_benchmark_quick_run(tmp_path: Path) -> None:
 
 def test_discovery_benchmark_quick_run() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "discovery.py"), "--quick"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "discovery.py"),
+            "--quick",
+            "--mechanisms",
+            "pubsub",
+            "mdns",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -46,7 +46,8 @@ def test_seed_manager_flow_with_callbacks() -> None:
         awaited.append(peer.peer_id)
 
     async def main() -> None:
-        base = ConnectivityConfig.preset("development")
+        # auto_dial off: b must not dial a back after the disconnect this test makes.
+        base = ConnectivityConfig.preset("development", auto_dial=False)
         async with running_host(base) as host_a, running_host(base) as host_b:
             config = base.replace(
                 on_peer_discovered=lambda peer: discovered.append(peer.peer_id),
@@ -72,7 +73,7 @@ def test_seed_manager_flow_with_callbacks() -> None:
             assert manager.is_connected(b_id)
             assert manager.get_nat_status() == "unknown"
             assert discovered == [b_id]
-            assert established == [(b_id, addr)]
+            assert set(established) == {(b_id, addr)}
 
             with trio.fail_after(5):
                 while not awaited:
@@ -83,7 +84,9 @@ def test_seed_manager_flow_with_callbacks() -> None:
             with trio.fail_after(5):
                 while manager.get_metrics().active_connections:
                     await trio.sleep(0.01)
-            assert closed == [b_id]
+            # (py-libp2p may open a second connection while the first is set up; the
+            # manager closes such duplicates, and each close is reported too.)
+            assert set(closed) == {b_id}
             await other.stop()
             await manager.stop()
 

@@ -71,6 +71,8 @@ def _node_config(args: argparse.Namespace) -> ConnectivityConfig:
         overrides["enable_mdns"] = False
     if args.no_pubsub:
         overrides["enable_pubsub_discovery"] = False
+    if args.no_dht:
+        overrides["enable_dht_discovery"] = False
     if args.announce_interval:
         overrides["pubsub_announce_interval"] = args.announce_interval
     return ConnectivityConfig.preset("development", **overrides)
@@ -275,10 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise errors.InvalidInput("--nodes", args.nodes, "at least 3")
     started = time.monotonic()
     _demo_swarm(args.nodes)
-    print(
-        "\nNot in this demo yet: NAT traversal "
-        "(AutoNAT, relay, DCUtR in the NAT lab)."
-    )
+    print("\nNot in this demo yet: NAT traversal (AutoNAT, relay, DCUtR in the NAT lab).")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return EXIT_OK
 
@@ -299,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--announce-interval", type=float, help="pubsub discovery interval (s)")
     node.add_argument("--no-mdns", action="store_true", help="turn mDNS discovery off")
     node.add_argument("--no-pubsub", action="store_true", help="turn pubsub discovery off")
+    node.add_argument("--no-dht", action="store_true", help="turn the Kademlia DHT off")
     node.add_argument("--json", action="store_true", help="print the peer table as JSON lines")
     node.add_argument("--interval", type=float, default=2.0, help="seconds between tables")
     node.add_argument("--once", action="store_true", help="print the table once and exit")
