@@ -296,10 +296,7 @@ class UniversalConnectivityManager(Service):
                 self.host,
                 topics=self.config.pubsub_discovery_topics,
                 interval=self.config.pubsub_announce_interval,
-                on_peer_discovered=lambda peer: self.report_peer(
-                    peer.peer_id, peer.multiaddrs, "pubsub"
-                ),
-                max_peers=self.config.max_discovered_peers,
+                **self._discovery_wiring("pubsub"),
             )
             await discovery.start()
             self.pubsub_discovery = discovery
@@ -308,10 +305,7 @@ class UniversalConnectivityManager(Service):
                 self.host,
                 mode=self.config.dht_mode,
                 random_walk=self.config.dht_random_walk,
-                on_peer_discovered=lambda peer: self.report_peer(
-                    peer.peer_id, peer.multiaddrs, "dht"
-                ),
-                max_peers=self.config.max_discovered_peers,
+                **self._discovery_wiring("dht"),
             )
             await dht.start()
             self.dht = dht
@@ -320,11 +314,8 @@ class UniversalConnectivityManager(Service):
                 self.host,
                 service_name=self.config.mdns_service_name,
                 query_interval=self.config.mdns_query_interval,
-                on_peer_discovered=lambda peer: self.report_peer(
-                    peer.peer_id, peer.multiaddrs, "mdns"
-                ),
                 interfaces=self.config.mdns_interfaces,
-                max_peers=self.config.max_discovered_peers,
+                **self._discovery_wiring("mdns"),
             )
             try:
                 await mdns.start()
@@ -332,6 +323,15 @@ class UniversalConnectivityManager(Service):
                 self._record("mdns_unavailable", None, repr(exc))
             else:
                 self.mdns = mdns
+
+    def _discovery_wiring(self, source: str) -> dict[str, Any]:
+        """What every discovery service gets: our table as its listener, and its bound."""
+        return {
+            "on_peer_discovered": lambda peer: self.report_peer(
+                peer.peer_id, peer.multiaddrs, source
+            ),
+            "max_peers": self.config.max_discovered_peers,
+        }
 
     async def _on_stop(self) -> None:
         self._nursery = None
