@@ -623,12 +623,34 @@ class UniversalConnectivityManager(Service):
         self._record("disconnected", known.peer_id, f"{known.transport} {known.remote_addr}")
         self._call_user(self.config.on_connection_closed, known.peer_id, known.remote_addr)
 
+    async def _wait_for_host_identify(self, peer_id: ID) -> None:
+        """Wait until py-libp2p's own identify of ``peer_id`` is over.
+
+        Other implementations allow one inbound identify stream per connection at a time
+        (js-libp2p resets the second one), so ucsdk's query goes after the host's.
+        """
+        await trio.sleep(0.05)  # the host schedules its identify in its own notifee
+        inflight = getattr(self.host, "_identify_inflight", None)
+        if not isinstance(inflight, set):
+            return
+        with trio.move_on_after(IDENTIFY_TIMEOUT):
+            while peer_id in inflight:
+                await trio.sleep(0.02)
+
     async def _identify(self, peer_id: ID) -> None:
-        try:
-            with trio.fail_after(IDENTIFY_TIMEOUT):
-                message = await query_identify(self.host, peer_id)
-        except Exception as exc:
-            logger.debug("identify of %s failed: %s", peer_id, exc)
+        await self._wait_for_host_identify(peer_id)
+        message = None
+        for attempt in range(2):
+            try:
+                with trio.fail_after(IDENTIFY_TIMEOUT):
+                    message = await query_identify(self.host, peer_id)
+                break
+            except Exception as exc:
+                logger.debug("identify of %s failed (attempt %d): %s", peer_id, attempt, exc)
+                if not self.host.get_network().connections.get(peer_id):
+                    return
+                await trio.sleep(0.3)
+        if message is None:
             return
         record = self._peers.get(peer_id.to_base58())
         if record is None:
@@ -774,6 +796,32 @@ class UniversalConnectivityManager(Service):
             if found is not None:
                 return self.report_peer(found.peer_id, found.multiaddrs, "dht")
         raise errors.PeerNotFound(pid.to_base58())
+
+    def _require_dht(self, what: str) -> DHTDiscovery:
+        if self.dht is None:
+            raise errors.ConfigError(
+                "enable_dht_discovery", self.config.enable_dht_discovery, f"True to {what}"
+            )
+        return self.dht
+
+    @staticmethod
+    def _content_key(key: str) -> str:
+        if not isinstance(key, str) or not key or len(key) > 1024:
+            raise errors.InvalidInput("content key", key, "a non-empty string of <= 1024 chars")
+        return key
+
+    async def provide(self, key: str) -> bool:
+        """Announce on the DHT that this node provides ``key``; True when stored somewhere."""
+        return await self._require_dht("provide content").provide(self._content_key(key))
+
+    async def find_providers(self, key: str, count: int = 20) -> list[DiscoveredPeer]:
+        """Peers that provide ``key`` according to the DHT, each listed once."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise errors.InvalidInput("provider count", count, "a whole number >= 1")
+        found = await self._require_dht("find providers").find_providers(
+            self._content_key(key), count
+        )
+        return [self.report_peer(p.peer_id, p.multiaddrs, "dht") for p in found]
 
     async def ping(self, peer_id: str | ID, count: int = 5) -> list[float]:
         """Round-trip times in ms to ``peer_id`` (dialled first when not connected)."""

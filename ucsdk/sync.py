@@ -334,6 +334,18 @@ class Node:
         """Where is ``peer_id``? Known addresses, else a DHT lookup (``PeerNotFound``)."""
         return self._call(f"find {peer_id}", "find_peer", peer_id, timeout=timeout)
 
+    def provide(self, key: str, *, timeout: float | None = None) -> bool:
+        """Announce on the DHT that this node provides ``key`` (needs the DHT enabled)."""
+        return self._call(f"provide {key!r}", "provide", key, timeout=timeout)
+
+    def find_providers(
+        self, key: str, count: int = 20, *, timeout: float | None = None
+    ) -> list[DiscoveredPeer]:
+        """Peers that provide ``key`` according to the DHT, each listed once."""
+        return self._call(
+            f"find providers of {key!r}", "find_providers", key, count, timeout=timeout
+        )
+
     def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
         """Close every connection to ``peer_id``."""
         self._call(f"disconnect {peer_id}", "disconnect", peer_id, timeout=timeout)
@@ -515,6 +527,16 @@ class AsyncNode:
 
     async def find_peer(self, peer_id: str, *, timeout: float | None = None) -> DiscoveredPeer:
         return await self._await(f"find {peer_id}", "find_peer", peer_id, timeout=timeout)
+
+    async def provide(self, key: str, *, timeout: float | None = None) -> bool:
+        return await self._await(f"provide {key!r}", "provide", key, timeout=timeout)
+
+    async def find_providers(
+        self, key: str, count: int = 20, *, timeout: float | None = None
+    ) -> list[DiscoveredPeer]:
+        return await self._await(
+            f"find providers of {key!r}", "find_providers", key, count, timeout=timeout
+        )
 
     async def disconnect(self, peer_id: str, *, timeout: float | None = None) -> None:
         await self._await(f"disconnect {peer_id}", "disconnect", peer_id, timeout=timeout)

@@ -54,3 +54,36 @@ def test_unknown_peer_is_not_found_quickly() -> None:
         with pytest.raises(errors.PeerNotFound):
             a.find_peer(peer_id_of(new_key_pair()), timeout=20)
         assert time.monotonic() - started < 20
+
+
+def test_providers_are_found_across_the_chain_and_listed_once() -> None:
+    nodes = [ucsdk.Node.development(**DHT_ONLY) for _ in range(4)]
+    try:
+        for left, right in itertools.pairwise(nodes):
+            left.connect(right.addrs[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            (n.manager.dht is not None and n.manager.dht.routing_table_size() >= 1) for n in nodes
+        ):
+            time.sleep(0.1)
+        key = "ucsdk-test-content"
+        # Two providers; the last announces twice, so the DHT holds its record repeatedly.
+        assert nodes[2].provide(key, timeout=30)
+        assert nodes[3].provide(key, timeout=30)
+        assert nodes[3].provide(key, timeout=30)
+        providers = nodes[0].find_providers(key, timeout=30)
+        ids = [p.peer_id for p in providers]
+        assert len(ids) == len(set(ids)), ids
+        assert {nodes[2].peer_id, nodes[3].peer_id} <= set(ids)
+        assert all("dht" in p.sources for p in providers)
+        with pytest.raises(errors.InvalidInput, match="content key"):
+            nodes[0].find_providers("")
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_provider_calls_need_the_dht() -> None:
+    with ucsdk.Node.development(enable_dht_discovery=False) as node:
+        with pytest.raises(errors.ConfigError, match="enable_dht_discovery"):
+            node.find_providers("anything")

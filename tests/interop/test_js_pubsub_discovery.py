@@ -1,0 +1,163 @@
+"""ucsdk's pubsub peer discovery against js-libp2p's @libp2p/pubsub-peer-discovery.
+
+A real js-libp2p node (pinned versions in ``js/package.json``, installed with ``npm ci``)
+runs as a separate process on loopback; ucsdk nodes connect to it, or it dials them, and
+each side must accept the other's signed ``Peer`` announcements on GossipSub.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ucsdk
+
+JS_DIR = Path(__file__).parent / "js"
+# Pubsub is the only discovery here, so every "pubsub" source came over GossipSub.
+FAST = {"pubsub_announce_interval": 1.0, "enable_mdns": False, "enable_dht_discovery": False}
+
+
+@pytest.fixture(scope="module")
+def js_ready() -> Path:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("the js-libp2p interop test needs Node.js >= 20 and npm on PATH")
+    major = int(
+        subprocess.run([node, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]
+    )
+    if major < 20:
+        pytest.skip(f"js-libp2p 3 needs Node.js >= 20; this machine has {major}")
+    stamp = JS_DIR / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < (JS_DIR / "package-lock.json").stat().st_mtime:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return JS_DIR
+
+
+class JsPeer:
+    """The js-libp2p process and the JSON lines it prints."""
+
+    def __init__(self, js_dir: Path, dial: str | None = None) -> None:
+        args = ["node", "peer.mjs"] + ([dial] if dial else [])
+        self.proc = subprocess.Popen(
+            args, cwd=js_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.discovered: dict[str, list[str]] = {}
+        self.subscribers: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        first = self.lines.get(timeout=30)
+        assert first["event"] == "listening", first
+        self.peer_id: str = first["peer"]
+        self.addr: str = first["addr"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event["event"] == "discovered":
+                self.discovered[event["peer"]] = event["addrs"]
+            elif event["event"] == "subscribers":
+                self.subscribers = event["peers"]
+            self.lines.put(event)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+
+@pytest.fixture
+def js_peer(js_ready: Path) -> Iterator[JsPeer]:
+    peer = JsPeer(js_ready)
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def _pubsub_found(node: ucsdk.Node) -> dict[str, list[str]]:
+    frame = node.peers()
+    return {
+        pid: list(addrs)
+        for pid, sources, addrs in zip(
+            frame["peer_id"], frame["sources"], frame["multiaddrs"], strict=True
+        )
+        if "pubsub" in sources
+    }
+
+
+def _port(addr: str) -> str:
+    return addr.split("/tcp/")[1].split("/")[0]
+
+
+def test_ucsdk_and_js_libp2p_discover_each_other(js_peer: JsPeer) -> None:
+    with ucsdk.Node.development(**FAST) as node:
+        node.connect(js_peer.addr)
+        assert _wait_for(lambda: js_peer.peer_id in _pubsub_found(node), 15), node.peers()
+        assert _wait_for(lambda: node.peer_id in js_peer.discovered, 15), js_peer.discovered
+        # Each side learnt the other's real listening port from the announcement.
+        assert _port(js_peer.addr) in {_port(a) for a in _pubsub_found(node)[js_peer.peer_id]}
+        assert _port(node.addrs[0]) in {_port(a) for a in js_peer.discovered[node.peer_id]}
+        assert node.peer_id in js_peer.subscribers
+        assert node.metrics().invalid_messages == 0
+
+
+def test_js_libp2p_dials_ucsdk_and_both_discover(js_ready: Path) -> None:
+    with ucsdk.Node.development(**FAST) as node:
+        js = JsPeer(js_ready, dial=node.addrs[0])
+        try:
+            assert _wait_for(lambda: js.peer_id in _pubsub_found(node), 15), node.peers()
+            assert _wait_for(lambda: node.peer_id in js.discovered, 15), js.discovered
+        finally:
+            js.stop()
+
+
+def test_two_ucsdk_nodes_find_each_other_through_a_js_node(js_peer: JsPeer) -> None:
+    """js-libp2p validates and forwards ucsdk's signed announcements to another ucsdk node."""
+    apart = {**FAST, "auto_dial": False}
+    with ucsdk.Node.development(**apart) as a, ucsdk.Node.development(**apart) as b:
+        a.connect(js_peer.addr)
+        b.connect(js_peer.addr)
+        assert _wait_for(
+            lambda: b.peer_id in _pubsub_found(a) and a.peer_id in _pubsub_found(b), 20
+        ), (
+            a.peers(),
+            b.peers(),
+        )
+        assert {a.peer_id, b.peer_id} <= set(js_peer.discovered)
+        # a and b never connected to each other: the js node relayed their announcements.
+        assert b.peer_id not in set(a.connections()["peer_id"])
+        assert a.peer_id not in set(b.connections()["peer_id"])
