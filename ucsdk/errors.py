@@ -127,12 +127,35 @@ class WrongThread(UcsdkError, RuntimeError):
         )
 
 
+class LabUnavailable(UcsdkError, RuntimeError):
+    """The NAT lab cannot run on this machine; the message says what is missing and how to
+    get it (root, or the Debian package that provides a tool)."""
+
+    def __init__(self, missing: str, remedy: str) -> None:
+        self.missing = missing
+        self.remedy = remedy
+        super().__init__(f"the NAT lab needs {missing}: {remedy}")
+
+
+class LabError(UcsdkError, RuntimeError):
+    """A NAT-lab operation failed: a command that builds the topology, or a call to a lab
+    node's process (``kind`` is the exception class the node raised, e.g. ``DialError``)."""
+
+    def __init__(self, where: str, kind: str, message: str) -> None:
+        self.where = where
+        self.kind = kind
+        self.message = message
+        super().__init__(f"{where}: {kind}: {message}")
+
+
 __all__ = [
     "ConfigError",
     "DialError",
     "InvalidInput",
     "InvalidMultiaddr",
     "InvalidPeerId",
+    "LabError",
+    "LabUnavailable",
     "NodeStartError",
     "NodeStopped",
     "PeerNotFound",

@@ -647,9 +647,12 @@ class UniversalConnectivityManager(Service):
                 break
             except Exception as exc:
                 logger.debug("identify of %s failed (attempt %d): %s", peer_id, attempt, exc)
-                if not self.host.get_network().connections.get(peer_id):
-                    return
                 await trio.sleep(0.3)
+                # Opening a stream dials a peer that is gone: retry only while connected.
+                if not self.is_connected(peer_id.to_base58()) or not (
+                    self.host.get_network().connections.get(peer_id)
+                ):
+                    return
         if message is None:
             return
         record = self._peers.get(peer_id.to_base58())

@@ -1,0 +1,22 @@
+"""The NAT lab: real topologies with real NAT in Linux network namespaces.
+
+Build hosts behind routers that do real nftables NAT, run a ucsdk node on each host as its
+own process, and look at what happens: which dials work, which mapping a NAT used, what
+each node sees. Results come back as pandas DataFrames. Needs root, ``ip``, ``nft`` and
+``tc``; see :class:`Lab` and :class:`NatType`, and ``docs/lab.md``.
+
+Example (as root):
+    >>> import ucsdk.lab
+    >>> with ucsdk.lab.Lab() as lab:  # doctest: +SKIP
+    ...     relay = lab.add_public_host("relay")
+    ...     a = lab.add_host("a", nat="port_restricted")
+    ...     b = lab.add_host("b", nat="symmetric")
+    ...     print(lab.reachability())  # who can dial whom directly
+    ...     print(lab.mapping(b))      # symmetric NAT: a new public port per destination
+"""
+
+from ucsdk.lab._lab import LIBP2P_PORT, Lab, LabHost, LabNode
+from ucsdk.lab.nat import NatType
+from ucsdk.lab.net import check_requirements
+
+__all__ = ["LIBP2P_PORT", "Lab", "LabHost", "LabNode", "NatType", "check_requirements"]

@@ -1,0 +1,739 @@
+"""The NAT lab: topologies of network namespaces with real NAT, one ucsdk node per host."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ucsdk import errors
+from ucsdk.lab import net
+from ucsdk.lab.nat import NatType, router_ruleset
+from ucsdk.lab.rpc import read_frame, write_frame
+from ucsdk.lab.stun import STUN_PORT
+from ucsdk.metrics import ConnectivityMetrics
+from ucsdk.peers import DiscoveredPeer, PeerInfo
+
+logger = logging.getLogger(__name__)
+
+LIBP2P_PORT = 4001
+PUBLIC_NET = "203.0.113"  # public hosts (TEST-NET-3)
+ISP_NET = "198.51.100"  # the routers' WAN side (TEST-NET-2)
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_GRACE = 5.0
+_lab_numbers = itertools.count(1)
+
+# Defaults of every lab node: no public bootstrap, no mDNS, nothing dialled on its own, so
+# every connection in an experiment is one the experiment asked for.
+NODE_DEFAULTS: dict[str, Any] = {
+    "connect_to_bootstrap": False,
+    "bootstrap_peers": [],
+    "enable_mdns": False,
+    "auto_dial": False,
+    "transports": ["tcp", "quic"],
+    "listen_addrs": [
+        f"/ip4/0.0.0.0/tcp/{LIBP2P_PORT}",
+        f"/ip4/0.0.0.0/udp/{LIBP2P_PORT}/quic-v1",
+    ],
+}
+
+
+class LabNode:
+    """A ucsdk node running as its own process inside a lab host's namespace.
+
+    It offers the blocking calls of :class:`ucsdk.Node` (``peer_id``, ``addrs``, ``connect``,
+    ``ping``, ``peers``, ``connections``, ``events``, ``metrics``, ...); each call travels to
+    the process and back. Errors the node raises come back as
+    :class:`ucsdk.errors.LabError` whose ``kind`` names the original exception.
+    """
+
+    def __init__(self, host: str, ns: str, config: dict[str, Any], log_path: Path) -> None:
+        self.host = host
+        self.ns = ns
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in _reap
+        self._proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "ucsdk.lab.agent",
+                json.dumps(config),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.pid = self._proc.pid
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._ready: Future[Any] = Future()
+        self._pending: dict[int, Future[Any]] = {0: self._ready}
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name=f"ucsdk-lab-{host}", daemon=True)
+        self._reader.start()
+        self._info: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        while True:
+            try:
+                frame = read_frame(self._proc.stdout)
+            except Exception as exc:
+                logger.debug("lab node %s: unreadable frame: %s", self.host, exc)
+                frame = None
+            if frame is None:
+                break
+            call_id, ok, value = frame
+            with self._lock:
+                future = self._pending.pop(call_id, None)
+            if future is None:
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(errors.LabError(f"lab node {self.host!r}", *value))
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(
+                    errors.LabError(
+                        f"lab node {self.host!r}",
+                        "ProcessExited",
+                        f"its process ended (exit {self._proc.poll()}); log: {self.log_path}",
+                    )
+                )
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until the node runs; its ``peer_id`` and ``addrs``."""
+        if self._info is None:
+            try:
+                self._info = self._ready.result(timeout)
+            except TimeoutError:
+                raise errors.Timeout(f"starting lab node {self.host!r}", timeout) from None
+        return self._info
+
+    def call(self, method: str, *args: Any, timeout: float | None = 60.0, **kwargs: Any) -> Any:
+        """Run ``method`` on the node in its process; its result."""
+        self.wait_ready()
+        if self._closed:
+            raise errors.NodeStopped(f"{method} on lab node {self.host!r}")
+        if timeout is not None and method not in ("stun_probe", "tcp_probe", "stun_stats"):
+            kwargs["timeout"] = timeout
+        future: Future[Any] = Future()
+        with self._lock:
+            call_id = next(self._ids)
+            self._pending[call_id] = future
+            assert self._proc.stdin is not None
+            try:
+                write_frame(self._proc.stdin, (call_id, method, args, kwargs))
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                self._pending.pop(call_id, None)
+                raise errors.LabError(f"lab node {self.host!r}", "ProcessExited", str(exc)) from exc
+        try:
+            return future.result(None if timeout is None else timeout + _GRACE)
+        except TimeoutError:
+            raise errors.Timeout(f"{method} on lab node {self.host!r}", timeout or 0) from None
+
+    # ---------------------------------------------------------- Node's calls
+    @property
+    def peer_id(self) -> str:
+        return str(self.wait_ready()["peer_id"])
+
+    @property
+    def addrs(self) -> list[str]:
+        return list(self.wait_ready()["addrs"])
+
+    def connect(self, multiaddr: str, *, timeout: float | None = 30.0) -> PeerInfo:
+        result: PeerInfo = self.call("connect", multiaddr, timeout=timeout)
+        return result
+
+    def dial_peer(
+        self,
+        peer_id: str,
+        addrs: Sequence[str] | None = None,
+        use_relay: bool = True,
+        *,
+        timeout: float | None = 30.0,
+    ) -> bool:
+        return bool(self.call("dial_peer", peer_id, addrs, use_relay, timeout=timeout))
+
+    def ping(self, peer_id: str, count: int = 5, *, timeout: float | None = 30.0) -> list[float]:
+        result: list[float] = self.call("ping", peer_id, count, timeout=timeout)
+        return result
+
+    def find_peer(self, peer_id: str, *, timeout: float | None = 30.0) -> DiscoveredPeer:
+        result: DiscoveredPeer = self.call("find_peer", peer_id, timeout=timeout)
+        return result
+
+    def disconnect(self, peer_id: str, *, timeout: float | None = 30.0) -> None:
+        self.call("disconnect", peer_id, timeout=timeout)
+
+    def peers(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        result: pd.DataFrame = self.call("peers", timeout=timeout)
+        return result
+
+    def connections(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        result: pd.DataFrame = self.call("connections", timeout=timeout)
+        return result
+
+    def events(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        result: pd.DataFrame = self.call("events", timeout=timeout)
+        return result
+
+    def metrics_history(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        result: pd.DataFrame = self.call("metrics_history", timeout=timeout)
+        return result
+
+    def metrics(self, *, timeout: float | None = 30.0) -> ConnectivityMetrics:
+        result: ConnectivityMetrics = self.call("metrics", timeout=timeout)
+        return result
+
+    def get_metrics(self, *, timeout: float | None = 30.0) -> ConnectivityMetrics:
+        return self.metrics(timeout=timeout)
+
+    def get_discovered_peers(self, *, timeout: float | None = 30.0) -> list[DiscoveredPeer]:
+        result: list[DiscoveredPeer] = self.call("get_discovered_peers", timeout=timeout)
+        return result
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node's process (from ``/proc``)."""
+        with open(f"/proc/{self.pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the node and its process (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.poll() is None and self._proc.stdin is not None:
+            future: Future[Any] = Future()
+            with self._lock:
+                self._pending[-1] = future
+                with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+                    write_frame(self._proc.stdin, (-1, "stop", (), {}))
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait(3)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(3)
+        self._reader.join(timeout=5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._log.close()
+
+    def __repr__(self) -> str:
+        return f"LabNode({self.host!r}, pid={self.pid})"
+
+
+@dataclass
+class LabHost:
+    """One host of a lab: its namespace, addresses, NAT and node."""
+
+    name: str
+    ns: str
+    nat: NatType
+    address: str
+    public_ip: str
+    routers: list[str] = field(default_factory=list)
+    node_handle: LabNode | None = None
+    latency_ms: float | None = None
+    loss_percent: float | None = None
+
+    @property
+    def node(self) -> LabNode:
+        """The host's running node (waits until it is up)."""
+        if self.node_handle is None:
+            raise errors.LabError(f"lab host {self.name!r}", "NoNode", "started with node=False")
+        self.node_handle.wait_ready()
+        return self.node_handle
+
+    @property
+    def is_public(self) -> bool:
+        return self.nat is NatType.NONE
+
+    @property
+    def nat_router(self) -> str | None:
+        """The namespace of the router directly in front of the host (``None`` if public)."""
+        return self.routers[0] if self.routers else None
+
+    def multiaddr(self, transport: str = "tcp") -> str:
+        """The address others should dial: public IP (the router's for NATed hosts)."""
+        proto = "tcp" if transport == "tcp" else "udp"
+        suffix = "/quic-v1" if transport == "quic" else ""
+        addr = f"/ip4/{self.public_ip}/{proto}/{LIBP2P_PORT}{suffix}"
+        if self.node_handle is not None:
+            addr += f"/p2p/{self.node.peer_id}"
+        return addr
+
+
+class Lab:
+    """Real network topologies with real NAT, built from Linux network namespaces.
+
+    Each host is a namespace; a NATed host sits behind one router namespace (two for
+    :attr:`NatType.DOUBLE`) doing nftables NAT; public hosts and routers meet in an
+    "internet" namespace that routes between 203.0.113.0/24 (public hosts) and
+    198.51.100.0/24 (routers' WAN). Each host runs a ucsdk node as its own process,
+    listening on TCP and QUIC port 4001. Needs root, ``ip``, ``nft`` and ``tc``
+    (:class:`ucsdk.errors.LabUnavailable` says what is missing).
+
+    Example (as root):
+        >>> import ucsdk.lab
+        >>> with ucsdk.lab.Lab() as lab:  # doctest: +SKIP
+        ...     relay = lab.add_public_host("relay")
+        ...     a = lab.add_host("a", nat=ucsdk.lab.NatType.PORT_RESTRICTED)
+        ...     info = a.node.connect(relay.multiaddr())   # NATed host dials out: works
+        ...     print(lab.hosts()[["host", "nat", "address", "public_ip"]])
+    """
+
+    def __init__(
+        self,
+        name: str = "lab",
+        *,
+        node_defaults: dict[str, Any] | None = None,
+        keep_logs: bool = False,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise errors.InvalidInput("lab name", name, "a non-empty string")
+        self.name = name
+        self.number = next(_lab_numbers)
+        self.prefix = f"{net.NS_PREFIX}{os.getpid()}-{self.number}-"
+        self.node_defaults = {**NODE_DEFAULTS, **(node_defaults or {})}
+        self._hosts: dict[str, LabHost] = {}
+        self._namespaces: list[str] = []
+        self._public_count = 0
+        self._nat_count = 0
+        self._started = False
+        self._closed = False
+        self._lock = threading.RLock()
+        self.keep_logs = keep_logs
+        # Node logs; removed on stop unless keep_logs (stale ones go with stale namespaces).
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{net.WORKDIR_PREFIX}{os.getpid()}-"))
+        self.inet = f"{self.prefix}inet"
+        # Holds the same list object, so a lab dropped without stop() still removes what it
+        # built (at garbage collection or interpreter exit).
+        self._finalizer = weakref.finalize(self, Lab._cleanup, self._namespaces, [])
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> Lab:
+        """Check requirements, remove stale namespaces of dead labs, build the internet."""
+        with self._lock:
+            if self._started:
+                return self
+            if self._closed:
+                raise errors.LabError(f"lab {self.name!r}", "Closed", "it was stopped")
+            net.check_requirements()
+            self.stale_removed = net.clean_stale()
+            self._started = True
+            self._add_ns(self.inet)
+            net.enable_forwarding(self.inet)
+            net.bridge(self.inet, "br-pub")
+            net.add_address(self.inet, "br-pub", f"{PUBLIC_NET}.1/24")
+            net.bridge(self.inet, "br-isp")
+            net.add_address(self.inet, "br-isp", f"{ISP_NET}.1/24")
+            return self
+
+    def stop(self) -> None:
+        """Stop every node, remove every namespace (and with them the veths); idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            nodes = [h.node_handle for h in self._hosts.values() if h.node_handle is not None]
+            threads = [threading.Thread(target=n.stop) for n in nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=20)
+            Lab._cleanup(self._namespaces, [])
+            self._finalizer.detach()
+            if not self.keep_logs:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    close = stop
+
+    @staticmethod
+    def _cleanup(namespaces: list[str], _: list[Any]) -> None:
+        for ns in reversed(namespaces):
+            net.delete_namespace(ns)
+        namespaces.clear()
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ building
+    def _add_ns(self, ns: str) -> None:
+        net.add_namespace(ns)
+        self._namespaces.append(ns)
+
+    def _check_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name) or name == "inet":
+            raise errors.InvalidInput(
+                "lab host name", name, "1-16 lowercase letters/digits starting with a letter"
+            )
+        if name in self._hosts:
+            raise errors.InvalidInput("lab host name", name, "a name not used yet in this lab")
+
+    def _start_node(self, host: LabHost, node: bool, config: dict[str, Any]) -> None:
+        if not node:
+            return
+        merged = {**self.node_defaults, **config, "stun": host.is_public}
+        for key, value in merged.items():
+            if callable(value):
+                raise errors.InvalidInput(
+                    f"lab node setting {key}", value, "plain data (a node runs in its own process)"
+                )
+        host.node_handle = LabNode(host.name, host.ns, merged, self.workdir / f"{host.name}.log")
+
+    def add_public_host(self, name: str, *, node: bool = True, **config: Any) -> LabHost:
+        """A host with a public address (203.0.113.x) on the internet, no NAT.
+
+        ``config``: :class:`ucsdk.ConnectivityConfig` fields for its node (plain values).
+        """
+        return self.add_host(name, nat=NatType.NONE, node=node, **config)
+
+    def add_host(
+        self,
+        name: str,
+        nat: NatType | str | None = NatType.PORT_RESTRICTED,
+        *,
+        node: bool = True,
+        latency_ms: float | None = None,
+        loss_percent: float | None = None,
+        **config: Any,
+    ) -> LabHost:
+        """A host behind a NAT of type ``nat`` (see :class:`NatType`), running a node.
+
+        The node's process starts in the background; ``host.node`` waits for it. Optional
+        ``latency_ms``/``loss_percent`` impair the host's link with ``tc netem``.
+        """
+        kind = NatType.parse(nat)
+        with self._lock:
+            self.start()
+            self._check_name(name)
+            ns = f"{self.prefix}{name}"
+            if kind is NatType.NONE:
+                self._public_count += 1
+                if self._public_count > 240:
+                    raise errors.InvalidInput("public host count", self._public_count, "<= 240")
+                ip = f"{PUBLIC_NET}.{9 + self._public_count}"
+                self._add_ns(ns)
+                link = f"p{self._public_count}"
+                net.veth(ns, "eth0", self.inet, link)
+                net.enslave(self.inet, link, "br-pub")
+                net.add_address(ns, "eth0", f"{ip}/24")
+                net.default_route(ns, f"{PUBLIC_NET}.1")
+                host = LabHost(name, ns, kind, ip, ip)
+            else:
+                self._nat_count += 1
+                n = self._nat_count
+                if n > 200:
+                    raise errors.InvalidInput("NATed host count", n, "<= 200")
+                wan_ip = f"{ISP_NET}.{9 + n}"
+                routers = []
+                upstream_ns, upstream_gw = self.inet, f"{ISP_NET}.1"
+                if kind is NatType.DOUBLE:
+                    cgn = f"{ns}-cgn"
+                    self._router(cgn, f"n{n}", wan_ip, upstream_gw)
+                    net.nft_load(cgn, router_ruleset(NatType.PORT_RESTRICTED, "wan0", "lan0"))
+                    routers.append(cgn)
+                    upstream_ns, upstream_gw = cgn, f"10.{100 + n}.0.1"
+                    home_wan = f"10.{100 + n}.0.2"
+                else:
+                    home_wan = wan_ip
+                gw = f"{ns}-gw"
+                self._router(
+                    gw,
+                    "lan0" if kind is NatType.DOUBLE else f"n{n}",
+                    home_wan,
+                    upstream_gw,
+                    upstream_ns=upstream_ns,
+                )
+                inside = f"10.{n}.0.2"
+                home_nat = NatType.PORT_RESTRICTED if kind is NatType.DOUBLE else kind
+                net.nft_load(
+                    gw,
+                    router_ruleset(
+                        home_nat, "wan0", "lan0", forward_to=inside, ports=(LIBP2P_PORT,)
+                    )
+                    if home_nat is NatType.PORT_FORWARDED
+                    else router_ruleset(home_nat, "wan0", "lan0"),
+                )
+                routers.insert(0, gw)
+                self._add_ns(ns)
+                net.veth(ns, "eth0", gw, "lan0")
+                net.add_address(gw, "lan0", f"10.{n}.0.1/24")
+                net.add_address(ns, "eth0", f"{inside}/24")
+                net.default_route(ns, f"10.{n}.0.1")
+                host = LabHost(name, ns, kind, inside, wan_ip, routers)
+            if latency_ms is not None or loss_percent is not None:
+                self.impair(host, latency_ms=latency_ms, loss_percent=loss_percent)
+            self._hosts[name] = host
+            self._start_node(host, node, config)
+            return host
+
+    def _router(
+        self,
+        ns: str,
+        upstream_if: str,
+        wan_ip: str,
+        upstream_gw: str,
+        *,
+        upstream_ns: str | None = None,
+    ) -> None:
+        """A router namespace whose ``wan0`` leads to ``upstream_ns`` (default: the
+        internet's ISP bridge); its ``lan0`` is added when the next hop is wired."""
+        upstream_ns = upstream_ns or self.inet
+        self._add_ns(ns)
+        net.enable_forwarding(ns)
+        net.veth(ns, "wan0", upstream_ns, upstream_if)
+        net.add_address(ns, "wan0", f"{wan_ip}/24")
+        if upstream_ns == self.inet:
+            net.enslave(self.inet, upstream_if, "br-isp")
+        else:
+            net.add_address(upstream_ns, upstream_if, f"{upstream_gw}/24")
+        net.default_route(ns, upstream_gw)
+
+    # ------------------------------------------------------------ using
+    def host(self, name: str) -> LabHost:
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise errors.InvalidInput("lab host", name, f"one of {sorted(self._hosts)}") from None
+
+    def _resolve(self, host: LabHost | str) -> LabHost:
+        return host if isinstance(host, LabHost) else self.host(host)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every host's node runs."""
+        deadline = time.monotonic() + timeout
+        for h in self._hosts.values():
+            if h.node_handle is not None:
+                h.node_handle.wait_ready(max(0.1, deadline - time.monotonic()))
+
+    def impair(
+        self,
+        host: LabHost | str,
+        *,
+        latency_ms: float | None = None,
+        loss_percent: float | None = None,
+    ) -> None:
+        """Add delay and/or loss to a host's link (``tc netem``); both ``None`` removes it."""
+        h = self._resolve(host)
+        if latency_ms is not None and (not isinstance(latency_ms, int | float) or latency_ms < 0):
+            raise errors.InvalidInput("latency_ms", latency_ms, "a number >= 0")
+        if loss_percent is not None and (
+            not isinstance(loss_percent, int | float) or not 0 <= loss_percent <= 100
+        ):
+            raise errors.InvalidInput("loss_percent", loss_percent, "a number from 0 to 100")
+        net.netem(h.ns, "eth0", latency_ms, loss_percent)
+        h.latency_ms, h.loss_percent = latency_ms, loss_percent
+
+    def hosts(self) -> pd.DataFrame:
+        """The topology: one row per host."""
+        rows = []
+        for h in self._hosts.values():
+            peer_id = None
+            if h.node_handle is not None and h.node_handle._info is not None:
+                peer_id = h.node_handle._info["peer_id"]
+            rows.append(
+                {
+                    "host": h.name,
+                    "nat": h.nat.value,
+                    "mapping": h.nat.mapping,
+                    "filtering": h.nat.filtering,
+                    "address": h.address,
+                    "public_ip": h.public_ip,
+                    "routers": list(h.routers),
+                    "namespace": h.ns,
+                    "peer_id": peer_id,
+                    "pid": h.node_handle.pid if h.node_handle is not None else None,
+                    "latency_ms": h.latency_ms,
+                    "loss_percent": h.loss_percent,
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "host",
+                "nat",
+                "mapping",
+                "filtering",
+                "address",
+                "public_ip",
+                "routers",
+                "namespace",
+                "peer_id",
+                "pid",
+                "latency_ms",
+                "loss_percent",
+            ],
+        )
+
+    def nat_table(self, host: LabHost | str) -> pd.DataFrame:
+        """The conntrack table of the NAT router(s) in front of ``host``: which inside
+        ``ip:port`` was mapped to which public ``ip:port`` for which destination."""
+        h = self._resolve(host)
+        rows = []
+        for router in h.routers:
+            for row in net.conntrack_rows(router):
+                rows.append({"router": router.removeprefix(self.prefix), **row})
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "router",
+                "proto",
+                "state",
+                "inside",
+                "destination",
+                "mapped_to",
+                "translated",
+                "assured",
+            ],
+        )
+
+    def mapping(
+        self, host: LabHost | str, via: Iterable[LabHost | str] | None = None, local_port: int = 0
+    ) -> pd.DataFrame:
+        """From one UDP socket on ``host``, ask STUN servers on public hosts (``via``, default
+        every public host) which address they see: the NAT's mapping per destination.
+
+        The same ``mapped`` for every server: endpoint-independent mapping; a different port
+        per server: endpoint-dependent (symmetric).
+        """
+        h = self._resolve(host)
+        servers = (
+            [self._resolve(v) for v in via]
+            if via is not None
+            else [x for x in self._hosts.values() if x.is_public and x is not h]
+        )
+        if not servers:
+            raise errors.InvalidInput("STUN servers", [], "at least one public host")
+        rows = h.node.call(
+            "stun_probe", [(s.address, STUN_PORT) for s in servers], local_port, timeout=None
+        )
+        for row, server in zip(rows, servers, strict=True):
+            row["host"] = h.name
+            row["server_host"] = server.name
+        return pd.DataFrame(
+            rows, columns=["host", "server_host", "local", "server", "mapped", "error"]
+        )
+
+    def reachability(
+        self,
+        pairs: Iterable[tuple[LabHost | str, LabHost | str]] | None = None,
+        timeout: float = 3.0,
+        transport: str = "tcp",
+    ) -> pd.DataFrame:
+        """Try a direct libp2p dial from each host to each other host's public address.
+
+        Every pair starts from a clean slate: existing connections between the two are
+        closed before the dial, and a successful dial is closed again afterwards, so each
+        row shows whether a fresh direct dial gets through. Dials run in parallel.
+        """
+        if transport not in ("tcp", "quic"):
+            raise errors.InvalidInput("transport", transport, "'tcp' or 'quic'")
+        hosts = [h for h in self._hosts.values() if h.node_handle is not None]
+        todo = (
+            [(self._resolve(a), self._resolve(b)) for a, b in pairs]
+            if pairs is not None
+            else [(a, b) for a in hosts for b in hosts if a is not b]
+        )
+
+        def probe(a: LabHost, b: LabHost) -> dict[str, Any]:
+            address = b.multiaddr(transport)
+            with contextlib.suppress(errors.UcsdkError):
+                a.node.disconnect(b.node.peer_id, timeout=timeout)
+            started = time.perf_counter()
+            try:
+                a.node.connect(address, timeout=timeout)
+                ok, error = True, None
+            except errors.UcsdkError as exc:
+                ok, error = False, f"{getattr(exc, 'kind', type(exc).__name__)}: {exc}"
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            if ok:
+                with contextlib.suppress(errors.UcsdkError):
+                    a.node.disconnect(b.node.peer_id, timeout=timeout)
+            return {
+                "dialer": a.name,
+                "dialer_nat": a.nat.value,
+                "target": b.name,
+                "target_nat": b.nat.value,
+                "address": address,
+                "ok": ok,
+                "ms": elapsed,
+                "error": error,
+            }
+
+        # Rounds of pairs that share no host run in parallel, so no dial races another
+        # dial (or disconnect) involving the same node.
+        rows: list[dict[str, Any]] = []
+        left = list(todo)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            while left:
+                busy: set[str] = set()
+                batch, rest = [], []
+                for a, b in left:
+                    if a.name in busy or b.name in busy:
+                        rest.append((a, b))
+                    else:
+                        busy |= {a.name, b.name}
+                        batch.append((a, b))
+                rows.extend(pool.map(lambda pair: probe(*pair), batch))
+                left = rest
+        order = {(a.name, b.name): k for k, (a, b) in enumerate(todo)}
+        rows.sort(key=lambda r: order[(r["dialer"], r["target"])])
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "dialer",
+                "dialer_nat",
+                "target",
+                "target_nat",
+                "address",
+                "ok",
+                "ms",
+                "error",
+            ],
+        )
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, hosts={list(self._hosts)})"

@@ -1,0 +1,204 @@
+"""The process that runs one lab host's ucsdk node inside its network namespace.
+
+Started by :class:`ucsdk.lab.Lab` as ``ip netns exec <ns> python -m ucsdk.lab.agent CONFIG``
+(``CONFIG`` is JSON: ``ConnectivityConfig`` fields plus ``"stun": true`` to answer STUN).
+It talks to the lab over stdin/stdout with :mod:`ucsdk.lab.rpc` frames. Requests are
+``(call_id, method, args, kwargs)``; answers ``(call_id, True, result)`` or
+``(call_id, False, (exception class name, message))``. The first answer, id 0, reports
+``{"peer_id", "addrs", "pid"}`` once the node runs (or why it could not start).
+The agent exits when asked (``stop``), when its stdin closes, or when the lab process dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from ucsdk.lab.rpc import read_frame, write_frame
+from ucsdk.lab.stun import StunServer, binding_request
+
+# What a lab may call on the node (the blocking facade's public calls).
+NODE_CALLS = frozenset(
+    {
+        "connect",
+        "ping",
+        "peers",
+        "connections",
+        "events",
+        "metrics",
+        "metrics_history",
+        "get_metrics",
+        "get_discovered_peers",
+        "dial_peer",
+        "find_peer",
+        "disconnect",
+        "provide",
+        "find_providers",
+    }
+)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when the lab process dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stun_probe(servers: list[tuple[str, int]], local_port: int = 0) -> list[dict[str, Any]]:
+    """From one UDP socket, ask each STUN server which address it sees us as."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("0.0.0.0", local_port))
+        local = sock.getsockname()
+        rows = []
+        for server in servers:
+            try:
+                ip, port = binding_request(sock, (server[0], int(server[1])))
+                rows.append(
+                    {
+                        "local": f"{local[0]}:{local[1]}",
+                        "server": f"{server[0]}:{server[1]}",
+                        "mapped": f"{ip}:{port}",
+                        "error": None,
+                    }
+                )
+            except Exception as exc:
+                rows.append(
+                    {
+                        "local": f"{local[0]}:{local[1]}",
+                        "server": f"{server[0]}:{server[1]}",
+                        "mapped": None,
+                        "error": str(exc),
+                    }
+                )
+        return rows
+    finally:
+        sock.close()
+
+
+def tcp_probe(host: str, port: int, timeout: float = 3.0) -> dict[str, Any]:
+    """Open (and close) a plain TCP connection; how it ended."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            local = conn.getsockname()
+        return {"ok": True, "local": f"{local[0]}:{local[1]}", "error": None}
+    except OSError as exc:
+        return {"ok": False, "local": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+class Agent:
+    def __init__(self, config: dict[str, Any], out: IO[bytes]) -> None:
+        self.config = dict(config)
+        self.out = out
+        self.lock = threading.Lock()
+        self.node: Any = None
+        self.stun: StunServer | None = None
+        self.done = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ucsdk-agent")
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.lock:
+            try:
+                write_frame(self.out, message)
+            except (BrokenPipeError, ValueError, OSError):
+                self.done.set()
+
+    def start(self) -> None:
+        import ucsdk
+
+        stun = bool(self.config.pop("stun", False))
+        preset = self.config.pop("preset", "development")
+        try:
+            self.node = ucsdk.Node(ucsdk.ConnectivityConfig.preset(preset, **self.config))
+            if stun:
+                self.stun = StunServer("0.0.0.0")
+                self.stun.start()
+        except Exception as exc:
+            self.send((0, False, (type(exc).__name__, str(exc))))
+            raise SystemExit(3) from exc
+        self.send(
+            (0, True, {"peer_id": self.node.peer_id, "addrs": self.node.addrs, "pid": os.getpid()})
+        )
+
+    def handle(
+        self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            if method in NODE_CALLS:
+                result = getattr(self.node, method)(*args, **kwargs)
+            elif method in ("peer_id", "addrs"):
+                result = getattr(self.node, method)
+            elif method == "stun_probe":
+                result = stun_probe(*args, **kwargs)
+            elif method == "tcp_probe":
+                result = tcp_probe(*args, **kwargs)
+            elif method == "stun_stats":
+                result = {
+                    "answered": self.stun.answered if self.stun else 0,
+                    "dropped": self.stun.dropped if self.stun else 0,
+                }
+            else:
+                raise ValueError(f"unknown lab call {method!r}")
+        except Exception as exc:
+            self.send((call_id, False, (type(exc).__name__, str(exc))))
+            return
+        try:
+            self.send((call_id, True, result))
+        except Exception as exc:  # unpicklable result
+            self.send((call_id, False, (type(exc).__name__, str(exc))))
+
+    def serve(self, stream: IO[bytes]) -> None:
+        while not self.done.is_set():
+            try:
+                request = read_frame(stream)
+            except Exception:
+                break
+            if request is None:
+                break
+            call_id, method, args, kwargs = request
+            if method == "stop":
+                self.send((call_id, True, None))
+                break
+            self.pool.submit(self.handle, call_id, method, args, kwargs)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.stun is not None:
+            self.stun.stop()
+        if self.node is not None:
+            self.node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    parent = os.getppid()
+    # Frames go to the original stdout; anything printed goes to stderr (the host's log).
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    logging.basicConfig(
+        level=os.environ.get("UCSDK_LAB_LOG", "WARNING"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if parent == 1:  # the lab died before we could ask to die with it
+        return 1
+    agent = Agent(json.loads(argv[0]) if argv else {}, out)
+    agent.start()
+    agent.serve(sys.stdin.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Linux plumbing for the NAT lab: network namespaces, veth pairs, nftables, tc, conntrack.
+
+Every object the lab creates lives inside namespaces named ``ucsdk-<pid>-<lab>-<name>``,
+where ``<pid>`` is the process that built the lab. Interfaces are created directly inside
+their namespaces (``ip -n NS link add ... peer ... netns OTHER``), so the lab never adds
+an interface or a route to the machine's own namespace and its traffic cannot leave.
+A namespace whose ``<pid>`` no longer runs is stale; :func:`clean_stale` removes it, and the
+processes still inside it, at the next lab start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+
+from ucsdk import errors
+
+logger = logging.getLogger(__name__)
+
+NS_PREFIX = "ucsdk-"
+WORKDIR_PREFIX = "ucsdk-lab-"
+_NS_RE = re.compile(r"^ucsdk-(\d+)-(\d+)-([a-z0-9-]+)$")
+
+# Tools checked before a lab starts: command, Debian package that provides it.
+REQUIRED_TOOLS: dict[str, str] = {"ip": "iproute2", "nft": "nftables", "tc": "iproute2"}
+OPTIONAL_TOOLS: dict[str, str] = {"conntrack": "conntrack"}
+
+
+def check_requirements() -> None:
+    """Raise :class:`ucsdk.errors.LabUnavailable` unless the lab can run here.
+
+    Example:
+        >>> from ucsdk import errors
+        >>> try:
+        ...     check_requirements()
+        ... except errors.LabUnavailable as exc:
+        ...     reason = str(exc)  # e.g. "the NAT lab needs root: ..."
+    """
+    if os.name != "posix" or not os.path.exists("/proc/self/ns/net"):
+        raise errors.LabUnavailable("Linux network namespaces", "run it on Linux")
+    if os.geteuid() != 0:
+        raise errors.LabUnavailable(
+            "root", "network namespaces and NAT rules need root; run as root (e.g. sudo)"
+        )
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        tools = ", ".join(t for t, p in REQUIRED_TOOLS.items() if shutil.which(t) is None)
+        raise errors.LabUnavailable(
+            f"the commands {tools}",
+            f"install the Debian packages: apt-get install {' '.join(missing)}",
+        )
+
+
+def run(args: Sequence[str], *, check: bool = True, timeout: float = 20.0) -> str:
+    """Run one command; raise :class:`ucsdk.errors.LabError` with its stderr on failure."""
+    try:
+        done = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.LabError(" ".join(args), type(exc).__name__, str(exc)) from exc
+    if check and done.returncode != 0:
+        raise errors.LabError(" ".join(args), f"exit {done.returncode}", done.stderr.strip())
+    return done.stdout
+
+
+def ns_run(ns: str, args: Sequence[str], *, check: bool = True) -> str:
+    """Run a command inside namespace ``ns``."""
+    return run(["ip", "netns", "exec", ns, *args], check=check)
+
+
+def nft_load(ns: str, ruleset: str) -> None:
+    """Load an nftables ruleset (``nft -f -``) inside ``ns``."""
+    try:
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+            input=ruleset,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.LabError(f"nft in {ns}", type(exc).__name__, str(exc)) from exc
+    if done.returncode != 0:
+        raise errors.LabError(f"nft in {ns}", f"exit {done.returncode}", done.stderr.strip())
+
+
+def list_namespaces() -> list[str]:
+    out = run(["ip", "netns", "list"], check=False)
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def add_namespace(ns: str) -> None:
+    run(["ip", "netns", "add", ns])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+def pids_in(ns: str) -> list[int]:
+    out = run(["ip", "netns", "pids", ns], check=False)
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def delete_namespace(ns: str) -> None:
+    """Stop what runs inside ``ns`` (processes a lab started there), then remove it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = pids_in(ns)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and pids_in(ns):
+            time.sleep(0.05)
+    run(["ip", "netns", "delete", ns], check=False)
+
+
+def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    """A veth pair from ``ns_a``/``if_a`` to ``ns_b``/``if_b``, created inside the namespaces."""
+    run(
+        ["ip", "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b]
+    )
+    run(["ip", "-n", ns_a, "link", "set", if_a, "up"])
+    run(["ip", "-n", ns_b, "link", "set", if_b, "up"])
+
+
+def add_address(ns: str, ifname: str, cidr: str) -> None:
+    run(["ip", "-n", ns, "addr", "add", cidr, "dev", ifname])
+
+
+def default_route(ns: str, via: str) -> None:
+    run(["ip", "-n", ns, "route", "replace", "default", "via", via])
+
+
+def route(ns: str, prefix: str, via: str) -> None:
+    run(["ip", "-n", ns, "route", "replace", prefix, "via", via])
+
+
+def enable_forwarding(ns: str) -> None:
+    ns_run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+
+
+def bridge(ns: str, name: str) -> None:
+    run(["ip", "-n", ns, "link", "add", name, "type", "bridge"])
+    run(["ip", "-n", ns, "link", "set", name, "up"])
+
+
+def enslave(ns: str, ifname: str, bridge_name: str) -> None:
+    run(["ip", "-n", ns, "link", "set", ifname, "master", bridge_name])
+
+
+def netem(ns: str, ifname: str, latency_ms: float | None, loss_percent: float | None) -> None:
+    """Apply (or replace) ``tc netem`` delay/loss on an interface; both ``None`` removes it."""
+    if latency_ms is None and loss_percent is None:
+        run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", ifname, "root"], check=False)
+        return
+    args = ["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", ifname, "root", "netem"]
+    if latency_ms is not None:
+        args += ["delay", f"{latency_ms:g}ms"]
+    if loss_percent is not None:
+        args += ["loss", f"{loss_percent:g}%"]
+    run(args)
+
+
+def parse_name(ns: str) -> tuple[int, int, str] | None:
+    """``(pid, lab number, name)`` of a lab namespace name, else ``None``.
+
+    Example:
+        >>> parse_name("ucsdk-4242-1-relay")
+        (4242, 1, 'relay')
+        >>> parse_name("somebody-elses") is None
+        True
+    """
+    match = _NS_RE.match(ns)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), match.group(3)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale() -> list[str]:
+    """Remove lab namespaces left by processes that are gone; the names removed."""
+    removed = []
+    for ns in list_namespaces():
+        parsed = parse_name(ns)
+        if parsed is None or pid_alive(parsed[0]):
+            continue
+        logger.info("removing stale lab namespace %s", ns)
+        delete_namespace(ns)
+        removed.append(ns)
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):
+        if entry.startswith(WORKDIR_PREFIX):
+            pid = entry[len(WORKDIR_PREFIX) :].split("-")[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+    return removed
+
+
+def conntrack_rows(ns: str) -> list[dict[str, object]]:
+    """The NAT's connection-tracking table in ``ns`` (``conntrack -L``) as dictionaries.
+
+    ``orig_*`` is the packet as the inside host sent it; ``reply_*`` is what the far end
+    answers to, so for a translated flow ``reply_dst:reply_dport`` is the public mapping.
+    """
+    if shutil.which("conntrack") is None:
+        raise errors.LabUnavailable(
+            "the conntrack command", "install the Debian package: apt-get install conntrack"
+        )
+    out = ns_run(ns, ["conntrack", "-L"], check=False)
+    rows: list[dict[str, object]] = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or not parts[0].isalpha():
+            continue
+        proto = parts[0]
+        fields: list[tuple[str, str]] = [
+            (k, v) for k, _, v in (p.partition("=") for p in parts) if _ and k
+        ]
+        srcs = [v for k, v in fields if k == "src"]
+        dsts = [v for k, v in fields if k == "dst"]
+        sports = [v for k, v in fields if k == "sport"]
+        dports = [v for k, v in fields if k == "dport"]
+        if len(srcs) < 2 or len(dsts) < 2:
+            continue
+        state = next((p for p in parts[3:5] if p.isupper() and "=" not in p), "")
+        rows.append(
+            {
+                "proto": proto,
+                "state": state,
+                "inside": f"{srcs[0]}:{sports[0]}" if sports else srcs[0],
+                "destination": f"{dsts[0]}:{dports[0]}" if dports else dsts[0],
+                "mapped_to": f"{dsts[1]}:{dports[1]}" if len(dports) > 1 else dsts[1],
+                "translated": (srcs[0], sports[:1]) != (dsts[1], dports[1:2]),
+                "assured": "[ASSURED]" in parts,
+            }
+        )
+    return rows
