@@ -84,6 +84,8 @@ def test_providers_are_found_across_the_chain_and_listed_once() -> None:
 
 
 def test_provider_calls_need_the_dht() -> None:
-    with ucsdk.Node.development(enable_dht_discovery=False) as node:
-        with pytest.raises(errors.ConfigError, match="enable_dht_discovery"):
-            node.find_providers("anything")
+    with (
+        ucsdk.Node.development(enable_dht_discovery=False) as node,
+        pytest.raises(errors.ConfigError, match="enable_dht_discovery"),
+    ):
+        node.find_providers("anything")

@@ -353,10 +353,10 @@ class Lab:
     def start(self) -> Lab:
         """Check requirements, remove stale namespaces of dead labs, build the internet."""
         with self._lock:
-            if self._started:
-                return self
             if self._closed:
                 raise errors.LabError(f"lab {self.name!r}", "Closed", "it was stopped")
+            if self._started:
+                return self
             net.check_requirements()
             self.stale_removed = net.clean_stale()
             self._started = True
@@ -556,7 +556,11 @@ class Lab:
         latency_ms: float | None = None,
         loss_percent: float | None = None,
     ) -> None:
-        """Add delay and/or loss to a host's link (``tc netem``); both ``None`` removes it."""
+        """Delay (``tc netem``) and/or drop packets leaving the host; both ``None`` removes it.
+
+        Loss is a whole percentage applied with nftables (works on any kernel); latency
+        needs the kernel's netem qdisc (:class:`ucsdk.errors.LabUnavailable` otherwise).
+        """
         h = self._resolve(host)
         if latency_ms is not None and (not isinstance(latency_ms, int | float) or latency_ms < 0):
             raise errors.InvalidInput("latency_ms", latency_ms, "a number >= 0")
@@ -564,7 +568,7 @@ class Lab:
             not isinstance(loss_percent, int | float) or not 0 <= loss_percent <= 100
         ):
             raise errors.InvalidInput("loss_percent", loss_percent, "a number from 0 to 100")
-        net.netem(h.ns, "eth0", latency_ms, loss_percent)
+        net.impair(h.ns, "eth0", latency_ms, loss_percent)
         h.latency_ms, h.loss_percent = latency_ms, loss_percent
 
     def hosts(self) -> pd.DataFrame:

@@ -158,17 +158,85 @@ def enslave(ns: str, ifname: str, bridge_name: str) -> None:
     run(["ip", "-n", ns, "link", "set", ifname, "master", bridge_name])
 
 
-def netem(ns: str, ifname: str, latency_ms: float | None, loss_percent: float | None) -> None:
-    """Apply (or replace) ``tc netem`` delay/loss on an interface; both ``None`` removes it."""
-    if latency_ms is None and loss_percent is None:
-        run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", ifname, "root"], check=False)
-        return
-    args = ["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", ifname, "root", "netem"]
-    if latency_ms is not None:
-        args += ["delay", f"{latency_ms:g}ms"]
-    if loss_percent is not None:
-        args += ["loss", f"{loss_percent:g}%"]
-    run(args)
+_NETEM: bool | None = None
+
+
+def netem_available() -> bool:
+    """Whether the kernel has the ``netem`` qdisc (``sch_netem``), needed for latency."""
+    global _NETEM
+    if _NETEM is None:
+        ns = f"{NS_PREFIX}{os.getpid()}-0-netemprobe"
+        try:
+            add_namespace(ns)
+            done = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    "lo",
+                    "root",
+                    "netem",
+                    "delay",
+                    "1ms",
+                ],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+            _NETEM = done.returncode == 0
+        finally:
+            run(["ip", "netns", "delete", ns], check=False)
+    return _NETEM
+
+
+def impair(ns: str, ifname: str, latency_ms: float | None, loss_percent: float | None) -> None:
+    """Delay (``tc netem``) and drop (nftables ``numgen random``) packets leaving ``ifname``.
+
+    Both ``None`` removes the impairment. Loss uses nftables so it works on kernels without
+    ``sch_netem``; latency needs netem (:class:`ucsdk.errors.LabUnavailable` otherwise).
+    """
+    run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", ifname, "root"], check=False)
+    run(["ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "ucsdk_impair"], check=False)
+    if latency_ms:
+        if not netem_available():
+            raise errors.LabUnavailable(
+                "the kernel's netem qdisc for latency (sch_netem)",
+                "use a kernel built with CONFIG_NET_SCH_NETEM, or impair with loss only",
+            )
+        run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                ifname,
+                "root",
+                "netem",
+                "delay",
+                f"{latency_ms:g}ms",
+            ]
+        )
+    if loss_percent:
+        percent = round(loss_percent)
+        match = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
+        nft_load(
+            ns,
+            "table ip ucsdk_impair {\n"
+            "    chain output {\n"
+            "        type filter hook output priority filter; policy accept;\n"
+            f'        oifname "{ifname}" {match}drop\n'
+            "    }\n"
+            "}\n",
+        )
 
 
 def parse_name(ns: str) -> tuple[int, int, str] | None:
