@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean
+.PHONY: demo test lint typecheck bench venv clean lab-deps
 
 venv: $(STAMP)
 
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The NAT lab's system packages (iproute2, nftables, conntrack), installed when root.
+lab-deps:
+	@sh scripts/lab-deps.sh
+
+demo: $(STAMP) lab-deps
 	$(BIN)/ucsdk demo
 
 lint: $(STAMP)
@@ -25,11 +29,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck lab-deps
 	$(BIN)/python -m pytest -ra --durations=10
 
-bench: $(STAMP)
+bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
+	$(BIN)/python bench/discovery.py
+	$(BIN)/python bench/lab.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -48,6 +49,16 @@ def test_demo_discovers_pings_and_cleans_up() -> None:
         assert _gone(int(pid)), f"child {pid} still running"
     assert "not found within" not in out
     assert "stopped 3 node processes" in out
+    # Then the NAT lab part: real NAT when root, else skipped with the reason.
+    lab_part = out.split("=== The NAT lab", 1)[1]
+    if os.geteuid() == 0 and "skipped" not in lab_part.splitlines()[1]:
+        grid = lab_part.split("Direct dial works?", 1)[1].split("\n\n", 1)[0]
+        relay_row = next(line for line in grid.splitlines() if line.startswith("relay"))
+        # relay cannot dial the hosts behind NAT, but reaches the port-forwarded one
+        assert relay_row.split()[1:] == ["no", "yes", "no", "yes", "-", "no"], grid
+    else:
+        assert "skipped: the NAT lab needs" in lab_part
+        assert os.environ.get("UCSDK_REQUIRE_LAB") != "1"
 
 
 @pytest.fixture
@@ -106,3 +117,37 @@ def test_node_once_prints_ready_and_exits() -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^READY /ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+$", result.stdout, re.M)
     assert "(no peers yet)" in result.stdout
+
+
+def test_lab_lists_scenarios() -> None:
+    result = _run("lab", "--list")
+    assert result.returncode == 0, result.stderr
+    for name in ("home", "symmetric", "cgnat", "all-nats"):
+        assert re.search(rf"^{name}\s", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.lab
+def test_lab_scenario_shows_the_nat(tmp_path: object) -> None:
+    from ucsdk import errors
+    from ucsdk.lab import check_requirements
+
+    try:
+        check_requirements()
+    except errors.LabUnavailable as exc:
+        if os.environ.get("UCSDK_REQUIRE_LAB") == "1":
+            raise
+        pytest.skip(str(exc))
+    result = _run("lab", "symmetric", "--json", timeout=180)
+    assert result.returncode == 0, result.stderr
+    tables = {}
+    for line in result.stdout.splitlines():
+        tables.update(json.loads(line))
+    reach = {(r["dialer"], r["target"]): r["ok"] for r in tables["reachability"]}
+    assert reach[("alice", "relay")] and reach[("bob", "relay")]
+    assert not reach[("relay", "alice")] and not reach[("relay", "bob")]
+    mapped = {}
+    for row in tables["mapping"]:
+        mapped.setdefault(row["host"], set()).add(row["mapped"])
+    assert len(mapped["alice"]) == 1  # one STUN server here: one mapping each
+    assert {r["host"] for r in tables["relay_view"]} == {"alice", "bob"}
+    assert all(r["remote_addr"].startswith("/ip4/198.51.100.") for r in tables["relay_view"])

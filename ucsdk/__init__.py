@@ -8,7 +8,7 @@ Example:
     2
 """
 
-from ucsdk import errors, identity
+from ucsdk import errors, identity, lab
 from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
@@ -35,5 +35,6 @@ __all__ = [
     "__version__",
     "errors",
     "identity",
+    "lab",
     "setup_universal_connectivity",
 ]

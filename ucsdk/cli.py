@@ -272,13 +272,62 @@ def _demo_swarm(nodes: int) -> None:
         print(f"\nstopped {len(children.children)} node processes")
 
 
+def _say(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def _demo_lab() -> None:
+    """The NAT lab part of the demo: real NAT in network namespaces (root only)."""
+    from ucsdk.lab import check_requirements
+    from ucsdk.lab.scenarios import format_report, run_scenario
+
+    print("\n=== The NAT lab: real NAT in Linux network namespaces ===", flush=True)
+    try:
+        check_requirements()
+    except errors.LabUnavailable as exc:
+        print(f"    skipped: {exc}")
+        return
+    report = run_scenario("all-nats", say=_say)
+    print()
+    print(format_report(report))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.nodes < 3:
         raise errors.InvalidInput("--nodes", args.nodes, "at least 3")
     started = time.monotonic()
     _demo_swarm(args.nodes)
-    print("\nNot in this demo yet: NAT traversal (AutoNAT, relay, DCUtR in the NAT lab).")
+    if not args.no_lab:
+        _demo_lab()
+    print("\nNot in this demo yet: NAT traversal (AutoNAT, relay, DCUtR).")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ucsdk.lab import Lab
+    from ucsdk.lab.scenarios import SCENARIOS, format_report, run_scenario
+
+    if args.list or args.scenario is None:
+        for name, (description, hosts) in sorted(SCENARIOS.items()):
+            kinds = ", ".join(f"{h}:{nat.value}" for h, nat in hosts)
+            print(f"{name:10s} {description}\n{'':10s} hosts {kinds}")
+        return EXIT_OK
+    lab = Lab(args.scenario, keep_logs=args.keep_logs)
+    try:
+        say = (lambda text: print(f"    {text}", file=sys.stderr)) if args.json else _say
+        report = run_scenario(args.scenario, say=say, lab=lab)
+        if args.json:
+            for key in ("topology", "reachability", "mapping", "relay_view", "nat_tables"):
+                frame = getattr(report, key)
+                print(json.dumps({key: json.loads(frame.to_json(orient="records"))}))
+        else:
+            print()
+            print(format_report(report))
+    finally:
+        lab.stop()
+        if args.keep_logs:
+            print(f"\nnode logs kept in {lab.workdir}")
     return EXIT_OK
 
 
@@ -310,9 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("--timeout", type=float, default=10.0)
     ping.set_defaults(func=cmd_ping)
 
-    demo = commands.add_parser("demo", help="a local swarm on loopback")
+    demo = commands.add_parser(
+        "demo", help="a local swarm on loopback, then the NAT lab when run as root"
+    )
     demo.add_argument("--nodes", type=int, default=5)
+    demo.add_argument("--no-lab", action="store_true", help="skip the NAT lab part")
     demo.set_defaults(func=cmd_demo)
+
+    lab = commands.add_parser(
+        "lab", help="build a NAT lab scenario (root) and show what each node sees"
+    )
+    lab.add_argument("scenario", nargs="?", help="scenario name; omit to list them")
+    lab.add_argument("--list", action="store_true", help="list the scenarios")
+    lab.add_argument("--json", action="store_true", help="print the tables as JSON lines")
+    lab.add_argument("--keep-logs", action="store_true", help="keep the nodes' log files")
+    lab.set_defaults(func=cmd_lab)
     return parser
 
 

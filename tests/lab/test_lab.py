@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -204,3 +205,20 @@ def test_missing_tools_are_reported_with_the_package_to_install(tmp_path: Path) 
     assert done.returncode != 0
     assert "LabUnavailable" in done.stderr
     assert "apt-get install iproute2 nftables" in done.stderr
+
+
+def test_lab_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "lab.json"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "lab.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--sizes", "3", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["hosts"] == 3 and row["namespaces"] == 6  # inet, 3 hosts, 2 routers
+    assert row["build_s"] > 0 and row["teardown_s"] > 0
+    assert 20 < row["rss_mb_median"] < 1000
+    assert row["ping_ms_median"] > 0

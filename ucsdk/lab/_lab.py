@@ -39,6 +39,16 @@ ISP_NET = "198.51.100"  # the routers' WAN side (TEST-NET-2)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _GRACE = 5.0
 _lab_numbers = itertools.count(1)
+NAT_TABLE_COLUMNS = [
+    "router",
+    "proto",
+    "state",
+    "inside",
+    "destination",
+    "mapped_to",
+    "translated",
+    "assured",
+]
 
 # Defaults of every lab node: no public bootstrap, no mDNS, nothing dialled on its own, so
 # every connection in an experiment is one the experiment asked for.
@@ -620,19 +630,7 @@ class Lab:
         for router in h.routers:
             for row in net.conntrack_rows(router):
                 rows.append({"router": router.removeprefix(self.prefix), **row})
-        return pd.DataFrame(
-            rows,
-            columns=[
-                "router",
-                "proto",
-                "state",
-                "inside",
-                "destination",
-                "mapped_to",
-                "translated",
-                "assured",
-            ],
-        )
+        return pd.DataFrame(rows, columns=NAT_TABLE_COLUMNS)
 
     def mapping(
         self, host: LabHost | str, via: Iterable[LabHost | str] | None = None, local_port: int = 0
@@ -707,19 +705,20 @@ class Lab:
                 "error": error,
             }
 
-        # Rounds of pairs that share no host run in parallel, so no dial races another
-        # dial (or disconnect) involving the same node.
+        # Rounds run in parallel; a round never holds both a->b and b->a, so no dial races
+        # another dial (or disconnect) between the same two nodes.
         rows: list[dict[str, Any]] = []
         left = list(todo)
         with ThreadPoolExecutor(max_workers=16) as pool:
             while left:
-                busy: set[str] = set()
+                busy: set[frozenset[str]] = set()
                 batch, rest = [], []
                 for a, b in left:
-                    if a.name in busy or b.name in busy:
+                    pair = frozenset((a.name, b.name))
+                    if pair in busy:
                         rest.append((a, b))
                     else:
-                        busy |= {a.name, b.name}
+                        busy.add(pair)
                         batch.append((a, b))
                 rows.extend(pool.map(lambda pair: probe(*pair), batch))
                 left = rest

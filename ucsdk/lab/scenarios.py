@@ -1,0 +1,147 @@
+"""Named lab topologies and the standard first experiment run on them.
+
+Example (as root):
+    >>> from ucsdk.lab.scenarios import SCENARIOS, run_scenario
+    >>> sorted(SCENARIOS)
+    ['all-nats', 'cgnat', 'home', 'symmetric']
+    >>> report = run_scenario("home")  # doctest: +SKIP
+    >>> report.reachability.pivot(index="dialer", columns="target", values="ok")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ucsdk import errors
+from ucsdk.lab._lab import NAT_TABLE_COLUMNS, Lab
+from ucsdk.lab.nat import NatType
+
+# name -> (description, hosts as (name, NAT type))
+SCENARIOS: dict[str, tuple[str, list[tuple[str, NatType]]]] = {
+    "home": (
+        "two peers behind typical home routers and a public relay",
+        [
+            ("relay", NatType.NONE),
+            ("alice", NatType.PORT_RESTRICTED),
+            ("bob", NatType.PORT_RESTRICTED),
+        ],
+    ),
+    "symmetric": (
+        "a peer behind a home router, one behind a symmetric NAT, and a public relay",
+        [("relay", NatType.NONE), ("alice", NatType.PORT_RESTRICTED), ("bob", NatType.SYMMETRIC)],
+    ),
+    "cgnat": (
+        "two peers behind carrier-grade NAT (double NAT) and a public relay",
+        [("relay", NatType.NONE), ("alice", NatType.DOUBLE), ("bob", NatType.DOUBLE)],
+    ),
+    "all-nats": (
+        "two public hosts and one host behind each kind of NAT",
+        [
+            ("relay", NatType.NONE),
+            ("observer", NatType.NONE),
+            ("home", NatType.PORT_RESTRICTED),
+            ("symmetric", NatType.SYMMETRIC),
+            ("forwarded", NatType.PORT_FORWARDED),
+            ("cgnat", NatType.DOUBLE),
+        ],
+    ),
+}
+
+
+@dataclass
+class ScenarioReport:
+    """What :func:`run_scenario` saw, as DataFrames."""
+
+    name: str
+    topology: pd.DataFrame
+    reachability: pd.DataFrame
+    mapping: pd.DataFrame
+    relay_view: pd.DataFrame
+    nat_tables: pd.DataFrame
+
+
+def build(lab: Lab, name: str) -> None:
+    """Add the hosts of scenario ``name`` to ``lab``."""
+    if name not in SCENARIOS:
+        raise errors.InvalidInput("lab scenario", name, "one of " + ", ".join(sorted(SCENARIOS)))
+    for host, nat in SCENARIOS[name][1]:
+        lab.add_host(host, nat=nat)
+
+
+def run_scenario(
+    name: str, *, say: Callable[[str], None] = lambda _: None, lab: Lab | None = None
+) -> ScenarioReport:
+    """Build scenario ``name`` and run the first experiment every student should see:
+
+    1. who can dial whom directly (fresh TCP dials to each host's public address);
+    2. which public address each NAT maps a UDP socket to, as seen by STUN servers on the
+       public hosts (two servers when the scenario has two public hosts);
+    3. every NATed host dials the relay: what the relay sees and what the NATs recorded.
+    """
+    own = lab is None
+    lab = lab or Lab(name)
+    try:
+        lab.start()
+        say(f"building scenario {name!r}: {SCENARIOS.get(name, ('?',))[0]}")
+        build(lab, name)
+        lab.wait_ready()
+        topology = lab.hosts()
+        say("trying direct dials between every pair of hosts ...")
+        reach = lab.reachability(timeout=3)
+        public = [h for h in lab._hosts.values() if h.is_public]
+        natted = [h for h in lab._hosts.values() if not h.is_public]
+        say("asking STUN servers on the public hosts which address each NAT maps to ...")
+        mapping = pd.concat([lab.mapping(h, via=public) for h in natted], ignore_index=True)
+        relay = public[0]
+        say(f"every NATed host dials {relay.name} ...")
+        for h in natted:
+            h.node.connect(relay.multiaddr(), timeout=10)
+        view = relay.node.connections()
+        names = {h.node.peer_id: h.name for h in lab._hosts.values()}
+        view.insert(0, "host", view["peer_id"].map(names))
+        try:
+            tables = pd.concat(
+                [lab.nat_table(h).assign(host=h.name) for h in natted], ignore_index=True
+            )
+        except errors.LabUnavailable as exc:
+            say(f"no NAT tables: {exc}")
+            tables = pd.DataFrame(columns=[*NAT_TABLE_COLUMNS, "host"])
+        return ScenarioReport(name, topology, reach, mapping, view, tables)
+    finally:
+        if own:
+            lab.stop()
+
+
+def format_report(report: ScenarioReport) -> str:
+    """The report as text for a terminal."""
+    out = []
+    topo = report.topology[["host", "nat", "mapping", "address", "public_ip", "peer_id"]].copy()
+    topo["peer_id"] = topo["peer_id"].map(
+        lambda p: f"{p[:8]}…{p[-6:]}" if isinstance(p, str) else p
+    )
+    out.append("Topology:\n" + topo.to_string(index=False))
+    grid = report.reachability.pivot(index="dialer", columns="target", values="ok")
+    grid = grid.map(lambda v: "-" if pd.isna(v) else ("yes" if v else "no"))
+    out.append("Direct dial works? (rows dial columns)\n" + grid.to_string())
+    out.append(
+        "NAT mapping seen by STUN servers (same public port for every server = "
+        "endpoint-independent; different = symmetric):\n"
+        + report.mapping[["host", "server_host", "local", "mapped"]].to_string(index=False)
+    )
+    view = report.relay_view[["host", "remote_addr", "direction", "transport"]]
+    out.append(
+        "What the relay sees (each NATed host arrives from its router's address):\n"
+        + view.to_string(index=False)
+    )
+    nat = report.nat_tables
+    nat = nat[nat["translated"] & nat["destination"].str.endswith(":4001")]
+    out.append(
+        "NAT tables (conntrack), libp2p flows:\n"
+        + nat[["host", "router", "proto", "state", "inside", "destination", "mapped_to"]].to_string(
+            index=False
+        )
+    )
+    return "\n\n".join(out)
