@@ -34,7 +34,6 @@ test: lint typecheck lab-deps
 
 bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
-	$(BIN)/python bench/discovery.py
 	$(BIN)/python bench/lab.py
 
 clean:

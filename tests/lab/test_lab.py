@@ -222,3 +222,17 @@ def test_lab_benchmark_quick_run(tmp_path: Path) -> None:
     assert row["build_s"] > 0 and row["teardown_s"] > 0
     assert 20 < row["rss_mb_median"] < 1000
     assert row["ping_ms_median"] > 0
+
+
+def test_the_lab_page_example_runs(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "lab.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "lab_example.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "port_restricted" in out and "symmetric" in out
+    assert "198.51.100." in out  # the routers' public side shows up in the tables
