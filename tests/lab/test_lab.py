@@ -142,7 +142,7 @@ def test_a_crashed_lab_is_cleaned_at_the_next_start() -> None:
         parent.wait(10)
     stale = _our_namespaces(prefix)
     assert len(stale) == 3  # inet, the router, the host
-    # The node's process dies with its lab (parent-death signal).
+    # The node process ends with its lab: its command pipe closed.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(int(agent_pid)):
         time.sleep(0.05)
@@ -236,3 +236,13 @@ def test_the_lab_page_example_runs(tmp_path: Path) -> None:
     out = result.stdout
     assert "port_restricted" in out and "symmetric" in out
     assert "198.51.100." in out  # the routers' public side shows up in the tables
+
+
+def test_an_exception_inside_the_lab_removes_everything() -> None:
+    with pytest.raises(RuntimeError, match="experiment failed"), ucsdk.lab.Lab() as lab:
+        lab.add_host("a", nat="double", node=False)
+        lab.add_public_host("b", node=False)
+        prefix = lab.prefix
+        assert len(_our_namespaces(prefix)) == 5
+        raise RuntimeError("experiment failed")
+    assert _our_namespaces(prefix) == []

@@ -6,16 +6,16 @@ It talks to the lab over stdin/stdout with :mod:`ucsdk.lab.rpc` frames. Requests
 ``(call_id, method, args, kwargs)``; answers ``(call_id, True, result)`` or
 ``(call_id, False, (exception class name, message))``. The first answer, id 0, reports
 ``{"peer_id", "addrs", "pid"}`` once the node runs (or why it could not start).
-The agent exits when asked (``stop``), when its stdin closes, or when the lab process dies.
+The agent exits when asked (``stop``) or when its stdin closes, which is also what happens
+when the lab's process dies: nothing else holds the pipe's other end. (A parent-death
+signal would not do: Linux sends it when the *thread* that started the child ends.)
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -44,15 +44,6 @@ NODE_CALLS = frozenset(
         "find_providers",
     }
 )
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this process when the lab process dies (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def stun_probe(servers: list[tuple[str, int]], local_port: int = 0) -> list[dict[str, Any]]:
@@ -183,8 +174,6 @@ class Agent:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _die_with_parent()
-    parent = os.getppid()
     # Frames go to the original stdout; anything printed goes to stderr (the host's log).
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -192,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("UCSDK_LAB_LOG", "WARNING"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if parent == 1:  # the lab died before we could ask to die with it
-        return 1
     agent = Agent(json.loads(argv[0]) if argv else {}, out)
     agent.start()
     agent.serve(sys.stdin.buffer)
