@@ -28,3 +28,22 @@ def connected_pair(
     a, b = node_pair
     a.connect(b.addrs[0])
     return a, b
+
+
+@pytest.fixture
+def lab_required() -> None:
+    """Skip (saying why) where the NAT lab cannot run: it needs root, ip, nft and tc.
+
+    With UCSDK_REQUIRE_LAB=1 (set by CI, which runs as root) a missing requirement fails.
+    """
+    import os
+
+    from ucsdk import errors
+    from ucsdk.lab import check_requirements
+
+    try:
+        check_requirements()
+    except errors.LabUnavailable as exc:
+        if os.environ.get("UCSDK_REQUIRE_LAB") == "1":
+            pytest.fail(f"UCSDK_REQUIRE_LAB=1 but {exc}")
+        pytest.skip(str(exc))

@@ -14,6 +14,7 @@ from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
 from ucsdk.metrics import ConnectivityMetrics, Event
+from ucsdk.nat.autonat import AutoNAT
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
 from ucsdk.sync import AsyncNode, Node
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "IPFS_BOOTSTRAP_PEERS",
     "AsyncNode",
+    "AutoNAT",
     "ConnectionInfo",
     "ConnectivityConfig",
     "ConnectivityMetrics",

@@ -125,6 +125,11 @@ class ConnectivityConfig:
     mdns_query_interval: float = 60.0
     pubsub_announce_interval: float = 10.0
     autonat_query_interval: float = 300.0
+    # AutoNAT details: serve others (dial-back from a separate host), how many servers must
+    # agree before the verdict changes, and the wait before the first round.
+    autonat_server: bool = True
+    autonat_min_agreement: int = 3
+    autonat_boot_delay: float = 15.0
     # Callbacks
     on_peer_discovered: Callable[..., Any] | None = None
     on_connection_established: Callable[..., Any] | None = None
@@ -193,6 +198,7 @@ class ConnectivityConfig:
                 mdns_query_interval=5.0,
                 pubsub_announce_interval=2.0,
                 autonat_query_interval=30.0,
+                autonat_boot_delay=1.0,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
@@ -223,6 +229,7 @@ class ConnectivityConfig:
             "connect_to_bootstrap",
             "auto_dial",
             "dht_random_walk",
+            "autonat_server",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
@@ -234,6 +241,14 @@ class ConnectivityConfig:
             "metrics_history_interval",
         ):
             _positive_number(name, getattr(self, name))
+        if (
+            isinstance(self.autonat_boot_delay, bool)
+            or not isinstance(self.autonat_boot_delay, int | float)
+            or not 0 <= self.autonat_boot_delay < float("inf")
+        ):
+            raise ConfigError(
+                "autonat_boot_delay", self.autonat_boot_delay, "a number of seconds >= 0"
+            )
         for name, minimum in (
             ("max_connections", 1),
             ("max_connections_per_peer", 1),
@@ -242,6 +257,7 @@ class ConnectivityConfig:
             ("max_events", 1),
             ("max_discovered_peers", 1),
             ("metrics_history_size", 1),
+            ("autonat_min_agreement", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -127,3 +127,36 @@ def metrics_frame(samples: Iterable[ConnectivityMetrics]) -> pd.DataFrame:
     """One row per metrics sample; ``last_updated`` is when the state last changed."""
     rows = (s.to_dict() for s in samples)
     return _frame(rows, METRIC_COLUMNS, {"last_updated": _TIME, "nat_status": "category"})
+
+
+AUTONAT_COLUMNS = (
+    "time",
+    "server",
+    "status",
+    "status_text",
+    "dialed_addr",
+    "asked_addrs",
+    "ms",
+    "nat_status_after",
+    "confidence_after",
+)
+
+
+def autonat_frame(reports: Iterable[Any]) -> pd.DataFrame:
+    """One row per AutoNAT answer (``ucsdk.nat.autonat.AutoNATReport``): which server said
+    what about which addresses, and the node's verdict after it."""
+    rows = (
+        {
+            "time": r.time,
+            "server": r.server,
+            "status": r.status_name,
+            "status_text": r.status_text,
+            "dialed_addr": r.dialed_addr,
+            "asked_addrs": list(r.asked_addrs),
+            "ms": r.ms,
+            "nat_status_after": r.nat_status_after,
+            "confidence_after": r.confidence_after,
+        }
+        for r in reports
+    )
+    return _frame(rows, AUTONAT_COLUMNS, {"time": _TIME})

@@ -50,6 +50,7 @@ from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
+from ucsdk.nat.autonat import AUTONAT_PROTOCOL, AutoNAT, AutoNATReport
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo, PeerRecord
 from ucsdk.protocols import ping_rtts, query_identify
 
@@ -270,7 +271,10 @@ class UniversalConnectivityManager(Service):
         self.pubsub_discovery: Any = None
         self.mdns: Any = None
         self.dht: Any = None
-        self.autonat: Any = None
+        self.autonat: AutoNAT | None = None
+        self._nat_status = "unknown"
+        self._observed: dict[str, str] = {}
+        """Our address as each peer saw it (identify's observedAddr), by peer id."""
         self.relay_client: Any = None
         self.relay_server: Any = None
         self.dcutr: Any = None
@@ -309,6 +313,19 @@ class UniversalConnectivityManager(Service):
             )
             await dht.start()
             self.dht = dht
+        if self.config.enable_autonat:
+            autonat = AutoNAT(
+                self.host,
+                query_interval=self.config.autonat_query_interval,
+                serve=self.config.autonat_server,
+                min_agreement=self.config.autonat_min_agreement,
+                boot_delay=self.config.autonat_boot_delay,
+                dial_timeout=self.config.connection_timeout,
+                candidate_addrs=self.autonat_candidates,
+                on_status_change=self._on_nat_status,
+            )
+            await autonat.start()
+            self.autonat = autonat
         if self.config.enable_mdns:
             mdns = MDNSService(
                 self.host,
@@ -335,7 +352,12 @@ class UniversalConnectivityManager(Service):
 
     async def _on_stop(self) -> None:
         self._nursery = None
-        for name, prefix in (("pubsub_discovery", "pubsub"), ("mdns", "mdns"), ("dht", "dht")):
+        for name, prefix in (
+            ("pubsub_discovery", "pubsub"),
+            ("mdns", "mdns"),
+            ("dht", "dht"),
+            ("autonat", "autonat"),
+        ):
             service = getattr(self, name)
             if service is not None:
                 await service.stop()
@@ -355,10 +377,15 @@ class UniversalConnectivityManager(Service):
         """A snapshot of the counters (see :class:`ConnectivityMetrics`)."""
         relayed = sum(1 for c in self._connections.values() if c.relayed)
         active = len(self._connections)
-        nat_status = getattr(self.autonat, "nat_status", None) or "unknown"
+        nat_status = self._nat_status
         dropped = Counter(self._invalid_kinds)
         dropped.update(self._dropped_by_services)
-        services = ((self.pubsub_discovery, "pubsub"), (self.mdns, "mdns"), (self.dht, "dht"))
+        services = (
+            (self.pubsub_discovery, "pubsub"),
+            (self.mdns, "mdns"),
+            (self.dht, "dht"),
+            (self.autonat, "autonat"),
+        )
         for service, prefix in services:
             if service is not None:
                 dropped.update({f"{prefix}_{k}": v for k, v in service.dropped.items()})
@@ -667,7 +694,19 @@ class UniversalConnectivityManager(Service):
             except Exception:
                 self.count_invalid_message("identify_bad_address", str(peer_id))
         record.add_addrs(listen, None)
+        if message.HasField("observed_addr") and message.observed_addr:
+            try:
+                observed = str(multiaddr.Multiaddr(message.observed_addr))
+            except Exception:
+                self.count_invalid_message("identify_bad_observed_addr", str(peer_id))
+            else:
+                if "/p2p-circuit" not in observed:
+                    self._observed[record.peer_id] = observed
+                    while len(self._observed) > 256:
+                        self._observed.pop(next(iter(self._observed)))
         self._record("identified", record.peer_id, record.agent_version or "")
+        if self.autonat is not None and str(AUTONAT_PROTOCOL) in record.protocols:
+            self.autonat.poke()
         if self.dht is not None and any("/kad/" in p for p in record.protocols):
             await self.dht.add_peer(peer_id)
 
@@ -799,6 +838,45 @@ class UniversalConnectivityManager(Service):
             if found is not None:
                 return self.report_peer(found.peer_id, found.multiaddrs, "dht")
         raise errors.PeerNotFound(pid.to_base58())
+
+    # ------------------------------------------------------------------- AutoNAT
+    def autonat_candidates(self) -> list[str]:
+        """Addresses to ask AutoNAT servers to dial: our listen addresses, and each IP other
+        peers saw us come from combined with our listen ports (a NAT that keeps ports maps
+        them there, and a port forward makes them reachable)."""
+        own = [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
+        observed_ips = []
+        for addr in self._observed.values():
+            ip = addr.split("/")[2] if addr.startswith(("/ip4/", "/ip6/")) else None
+            if ip and ip not in observed_ips:
+                observed_ips.append(ip)
+        out = list(own)
+        for ip in observed_ips:
+            for addr in own:
+                parts = addr.split("/")
+                if len(parts) > 3 and parts[1] in ("ip4", "ip6") and parts[2] != ip:
+                    guess = "/".join([*parts[:2], ip, *parts[3:]])
+                    if guess not in out:
+                        out.append(guess)
+        return out
+
+    def _on_nat_status(self, before: str, after: str, confidence: int) -> None:
+        self._nat_status = after
+        latest = list(self.autonat.reports)[-6:] if self.autonat is not None else []
+        said = "; ".join(f"{r.server[-6:]} {r.status_name}" for r in latest if r.counts)
+        self._record("nat_status", None, f"{before} -> {after} (confidence {confidence}): {said}")
+
+    def autonat_reports(self) -> list[AutoNATReport]:
+        """Every AutoNAT answer this node got: which server said what, and the verdict after."""
+        return list(self.autonat.reports) if self.autonat is not None else []
+
+    async def probe_nat(self) -> list[AutoNATReport]:
+        """Ask the connected AutoNAT servers now; their answers."""
+        if self.autonat is None:
+            raise errors.ConfigError(
+                "enable_autonat", self.config.enable_autonat, "True to ask AutoNAT servers"
+            )
+        return await self.autonat.probe()
 
     def _require_dht(self, what: str) -> DHTDiscovery:
         if self.dht is None:

@@ -381,6 +381,16 @@ class Node:
             self._snapshot("read metrics history", "get_metrics_history", timeout)
         )
 
+    def autonat_reports(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Every AutoNAT answer so far: which server said what, and the verdict after it."""
+        return frames.autonat_frame(
+            self._snapshot("read AutoNAT reports", "autonat_reports", timeout)
+        )
+
+    def probe_nat(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Ask the connected AutoNAT servers now; their answers (``autonat_reports`` rows)."""
+        return frames.autonat_frame(self._call("probe NAT status", "probe_nat", timeout=timeout))
+
     # -------------------------------------------------------------------- display
     def __repr__(self) -> str:
         if self._stopped:
@@ -559,6 +569,14 @@ class AsyncNode:
     async def events(self) -> pd.DataFrame:
         rows = await self._await("read events", "get_events", timeout=None)
         return frames.events_frame(rows)
+
+    async def autonat_reports(self) -> pd.DataFrame:
+        rows = await self._await("read AutoNAT reports", "autonat_reports", timeout=None)
+        return frames.autonat_frame(rows)
+
+    async def probe_nat(self, *, timeout: float | None = None) -> pd.DataFrame:
+        rows = await self._await("probe NAT status", "probe_nat", timeout=timeout)
+        return frames.autonat_frame(rows)
 
     async def metrics_history(self) -> pd.DataFrame:
         rows = await self._await("read metrics history", "get_metrics_history", timeout=None)

@@ -229,6 +229,16 @@ class LabNode:
         result: list[DiscoveredPeer] = self.call("get_discovered_peers", timeout=timeout)
         return result
 
+    def autonat_reports(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's AutoNAT answers (see :meth:`ucsdk.Node.autonat_reports`)."""
+        result: pd.DataFrame = self.call("autonat_reports", timeout=timeout)
+        return result
+
+    def probe_nat(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """Ask the connected AutoNAT servers now (see :meth:`ucsdk.Node.probe_nat`)."""
+        result: pd.DataFrame = self.call("probe_nat", timeout=timeout)
+        return result
+
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
         with open(f"/proc/{self.pid}/statm") as fh:

@@ -42,6 +42,8 @@ NODE_CALLS = frozenset(
         "disconnect",
         "provide",
         "find_providers",
+        "autonat_reports",
+        "probe_nat",
     }
 )
 

@@ -24,11 +24,17 @@ _F = descriptor_pb2.FieldDescriptorProto
 def _build(
     file_name: str, package: str, syntax: str, messages: dict[str, list[tuple]]
 ) -> dict[str, Any]:
+    """Messages from ``(name, number, type, label[, message type name])`` field tuples.
+
+    Nested messages are declared at top level (same wire format); enum fields are varints.
+    """
     proto = descriptor_pb2.FileDescriptorProto(name=file_name, package=package, syntax=syntax)
     for message_name, fields in messages.items():
         message = proto.message_type.add(name=message_name)
-        for name, number, field_type, label in fields:
-            message.field.add(name=name, number=number, type=field_type, label=label)
+        for name, number, field_type, label, *type_name in fields:
+            field = message.field.add(name=name, number=number, type=field_type, label=label)
+            if type_name:
+                field.type_name = f".{package}.{type_name[0]}"
     _POOL.Add(proto)
     return {
         name: message_factory.GetMessageClass(
@@ -52,4 +58,29 @@ _discovery = _build(
 Peer: Any = _discovery["Peer"]
 """``Peer { bytes publicKey = 1; repeated bytes addrs = 2; }`` (pubsub peer discovery)."""
 
-__all__ = ["Peer"]
+_autonat = _build(
+    "ucsdk/autonat_v1.proto",
+    "autonat.pb",
+    "proto2",
+    {
+        "PeerInfo": [
+            ("id", 1, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("addrs", 2, _F.TYPE_BYTES, _F.LABEL_REPEATED),
+        ],
+        "Dial": [("peer", 1, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "PeerInfo")],
+        "DialResponse": [
+            ("status", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("statusText", 2, _F.TYPE_STRING, _F.LABEL_OPTIONAL),
+            ("addr", 3, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+        ],
+        "Message": [
+            ("type", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("dial", 2, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Dial"),
+            ("dialResponse", 3, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "DialResponse"),
+        ],
+    },
+)
+AutoNATMessage: Any = _autonat["Message"]
+"""AutoNAT v1 ``Message`` (``/libp2p/autonat/1.0.0``); see ``autonat_v1.proto``."""
+
+__all__ = ["AutoNATMessage", "Peer"]
