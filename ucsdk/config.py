@@ -110,6 +110,11 @@ class ConnectivityConfig:
     enable_dcutr: bool = True
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
+    # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
+    # relay server applies (go-libp2p's defaults: 2 minutes, 128 KiB each way).
+    relay_auto_reserve: bool = True
+    relay_limit_duration: int = 120
+    relay_limit_data: int = 131072
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
@@ -230,6 +235,7 @@ class ConnectivityConfig:
             "auto_dial",
             "dht_random_walk",
             "autonat_server",
+            "relay_auto_reserve",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
@@ -258,6 +264,8 @@ class ConnectivityConfig:
             ("max_discovered_peers", 1),
             ("metrics_history_size", 1),
             ("autonat_min_agreement", 1),
+            ("relay_limit_duration", 1),
+            ("relay_limit_data", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

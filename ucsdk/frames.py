@@ -160,3 +160,35 @@ def autonat_frame(reports: Iterable[Any]) -> pd.DataFrame:
         for r in reports
     )
     return _frame(rows, AUTONAT_COLUMNS, {"time": _TIME})
+
+
+RESERVATION_COLUMNS = (
+    "relay_peer_id",
+    "circuit_addrs",
+    "expires_at",
+    "expires_in_s",
+    "limit_duration",
+    "limit_data",
+    "voucher_valid",
+    "granted_at",
+    "refreshed",
+)
+
+
+def reservations_frame(reservations: Iterable[Any]) -> pd.DataFrame:
+    """One row per relay reservation this node holds (``ucsdk.nat.relay.Reservation``)."""
+    rows = (
+        {
+            "relay_peer_id": r.relay_peer_id,
+            "circuit_addrs": list(r.circuit_addrs),
+            "expires_at": pd.Timestamp(r.expire, unit="s", tz="UTC"),
+            "expires_in_s": round(r.expires_in, 1),
+            "limit_duration": r.limit_duration,
+            "limit_data": r.limit_data,
+            "voucher_valid": r.voucher_valid,
+            "granted_at": r.granted_at,
+            "refreshed": r.refreshed,
+        }
+        for r in reservations
+    )
+    return _frame(rows, RESERVATION_COLUMNS, {"expires_at": _TIME, "granted_at": _TIME})

@@ -51,6 +51,13 @@ from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
 from ucsdk.nat.autonat import AUTONAT_PROTOCOL, AutoNAT, AutoNATReport
+from ucsdk.nat.relay import (
+    HOP_PROTOCOL,
+    CircuitRelayClient,
+    CircuitRelayServer,
+    Reservation,
+    parse_circuit,
+)
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo, PeerRecord
 from ucsdk.protocols import ping_rtts, query_identify
 
@@ -274,9 +281,12 @@ class UniversalConnectivityManager(Service):
         self.autonat: AutoNAT | None = None
         self._nat_status = "unknown"
         self._observed: dict[str, str] = {}
+        self._relays_seen: dict[str, None] = {}
+        """Connected peers whose identify lists the relay hop protocol (oldest first)."""
+        self._reserving = False
         """Our address as each peer saw it (identify's observedAddr), by peer id."""
-        self.relay_client: Any = None
-        self.relay_server: Any = None
+        self.relay_client: CircuitRelayClient | None = None
+        self.relay_server: CircuitRelayServer | None = None
         self.dcutr: Any = None
 
     # ----------------------------------------------------------------- life cycle
@@ -313,6 +323,24 @@ class UniversalConnectivityManager(Service):
             )
             await dht.start()
             self.dht = dht
+        if self.config.enable_relay_server:
+            server = CircuitRelayServer(
+                self.host,
+                max_circuits=self.config.max_relay_circuits,
+                limit_duration=self.config.relay_limit_duration,
+                limit_data=self.config.relay_limit_data,
+                on_event=self._relay_event,
+            )
+            await server.start()
+            self.relay_server = server
+        if self.config.enable_relay_client:
+            client = CircuitRelayClient(
+                self.host,
+                max_reservations=self.config.max_relay_reservations,
+                on_event=self._relay_event,
+            )
+            await client.start()
+            self.relay_client = client
         if self.config.enable_autonat:
             autonat = AutoNAT(
                 self.host,
@@ -357,6 +385,8 @@ class UniversalConnectivityManager(Service):
             ("mdns", "mdns"),
             ("dht", "dht"),
             ("autonat", "autonat"),
+            ("relay_server", "relay"),
+            ("relay_client", "relay_client"),
         ):
             service = getattr(self, name)
             if service is not None:
@@ -385,6 +415,8 @@ class UniversalConnectivityManager(Service):
             (self.mdns, "mdns"),
             (self.dht, "dht"),
             (self.autonat, "autonat"),
+            (self.relay_server, "relay"),
+            (self.relay_client, "relay_client"),
         )
         for service, prefix in services:
             if service is not None:
@@ -707,6 +739,9 @@ class UniversalConnectivityManager(Service):
         self._record("identified", record.peer_id, record.agent_version or "")
         if self.autonat is not None and str(AUTONAT_PROTOCOL) in record.protocols:
             self.autonat.poke()
+        if str(HOP_PROTOCOL) in record.protocols:
+            self._relays_seen[record.peer_id] = None
+            self._schedule_reservations()
         if self.dht is not None and any("/kad/" in p for p in record.protocols):
             await self.dht.add_peer(peer_id)
 
@@ -782,29 +817,73 @@ class UniversalConnectivityManager(Service):
         unblock = getattr(self.host.get_network(), "unblock_peer", None)
         if callable(unblock):
             unblock(pid)
-        started = trio.current_time()
-        try:
-            with trio.fail_after(self.config.connection_timeout):
-                await self.host.connect(Libp2pPeerInfo(pid, targets))
-        except trio.TooSlowError:
-            reason = f"timed out after {self.config.connection_timeout:g} s"
-            self._dial_failed(pid_text, all_addrs, reason)
-            raise errors.DialError(pid_text, all_addrs, reason) from None
-        except Exception as exc:
-            reason = _dial_failure_reason(exc)
-            self._dial_failed(pid_text, all_addrs, reason)
-            raise errors.DialError(pid_text, all_addrs, reason) from exc
-        elapsed_ms = (trio.current_time() - started) * 1000
+        direct = [t for t in targets if "/p2p-circuit" not in str(t)]
+        relayed = [str(t) for t in targets if "/p2p-circuit" in str(t)]
+        direct_known = [k for k in known if "/p2p-circuit" not in str(k)]
+        failures: list[str] = []
+        if direct or direct_known or not relayed:
+            started = trio.current_time()
+            try:
+                with trio.fail_after(self.config.connection_timeout):
+                    await self.host.connect(Libp2pPeerInfo(pid, direct))
+            except trio.TooSlowError:
+                failures.append(f"direct: timed out after {self.config.connection_timeout:g} s")
+            except Exception as exc:
+                failures.append(f"direct: {_dial_failure_reason(exc)}")
+            else:
+                elapsed_ms = (trio.current_time() - started) * 1000
+                self._adopt_connections(pid, direct)
+                self._record("dial_succeeded", pid_text, f"direct in {elapsed_ms:.1f} ms")
+                return self._peers[pid_text].snapshot()
+        if use_relay and relayed and self.relay_client is not None:
+            for addr in relayed[:4]:
+                started = trio.current_time()
+                try:
+                    relay_addr, relay_id, _ = parse_circuit(addr)
+                    with trio.fail_after(self.config.connection_timeout):
+                        await self.relay_client.dial(pid, relay_id, relay_addr)
+                except trio.TooSlowError:
+                    failures.append(f"via {addr}: timed out")
+                    continue
+                except Exception as exc:
+                    failures.append(f"via {addr}: {_dial_failure_reason(exc)}")
+                    continue
+                elapsed_ms = (trio.current_time() - started) * 1000
+                self._adopt_connections(pid, [])
+                self._record(
+                    "dial_succeeded", pid_text, f"relayed in {elapsed_ms:.1f} ms via {addr}"
+                )
+                if self.dcutr is not None and self._nursery is not None:
+                    self._nursery.start_soon(self._upgrade_relayed, pid, relay_id)
+                return self._peers[pid_text].snapshot()
+        elif relayed and not use_relay:
+            failures.append("relayed addresses skipped (use_relay=False)")
+        elif relayed:
+            failures.append("relayed addresses known but the relay client is off")
+        reason = "; ".join(failures) or "no way to reach the peer"
+        self._dial_failed(pid_text, all_addrs, reason)
+        raise errors.DialError(pid_text, all_addrs, reason)
+
+    def _adopt_connections(self, pid: ID, dialled_targets: Sequence[multiaddr.Multiaddr]) -> None:
         # The notifee may run just after connect() returns: make sure the table knows.
         for conn in self.host.get_network().connections.get(pid, []):
             self._on_connected(conn)
             known_conn = self._connections.get(id(conn))
             if known_conn is not None and known_conn.remote_addr is None:
                 # e.g. WebSocket: py-libp2p keeps no address; we know which one we dialled.
-                dialled = [str(t) for t in targets if transport_of(str(t)) == known_conn.transport]
+                dialled = [
+                    str(t) for t in dialled_targets if transport_of(str(t)) == known_conn.transport
+                ]
                 known_conn.remote_addr = dialled[0] if dialled else None
-        self._record("dial_succeeded", pid_text, f"direct in {elapsed_ms:.1f} ms")
-        return self._peers[pid_text].snapshot()
+
+    async def _upgrade_relayed(self, pid: ID, relay_id: str) -> None:
+        """Once relayed, try DCUtR to get a direct connection (hook for the DCUtR service)."""
+        if self.dcutr is None:
+            return
+        try:
+            await self.dcutr.attempt_hole_punch(pid, relay_id)
+        except Exception as exc:
+            logger.debug("DCUtR upgrade of %s failed: %s", pid, exc)
 
     def _dial_failed(self, peer_id: str, addrs: list[str], reason: str) -> None:
         self._failed += 1
@@ -862,9 +941,72 @@ class UniversalConnectivityManager(Service):
 
     def _on_nat_status(self, before: str, after: str, confidence: int) -> None:
         self._nat_status = after
+        if after == "private":
+            self._schedule_reservations()
         latest = list(self.autonat.reports)[-6:] if self.autonat is not None else []
         said = "; ".join(f"{r.server[-6:]} {r.status_name}" for r in latest if r.counts)
         self._record("nat_status", None, f"{before} -> {after} (confidence {confidence}): {said}")
+
+    # ------------------------------------------------------------------- relaying
+    def _relay_event(self, kind: str, peer: str | None, detail: str) -> None:
+        self._record(f"relay_{kind}", peer, detail)
+
+    def _schedule_reservations(self) -> None:
+        """When private (AutoNAT), hold reservations on up to ``max_relay_reservations``
+        connected relays, so that others can reach us through them."""
+        if (
+            self.relay_client is None
+            or not self.config.relay_auto_reserve
+            or self._nat_status != "private"
+            or self._reserving
+            or self._nursery is None
+        ):
+            return
+        self._reserving = True
+        self._nursery.start_soon(self._reserve_on_relays)
+
+    async def _reserve_on_relays(self) -> None:
+        try:
+            client = self.relay_client
+            if client is None:
+                return
+            for relay in list(self._relays_seen):
+                if len(client.reservations) >= client.max_reservations:
+                    break
+                if relay in client.reservations or not self.is_connected(relay):
+                    continue
+                try:
+                    await client.make_reservation(relay)
+                except Exception as exc:
+                    logger.debug("reservation on %s failed: %s", relay, exc)
+        finally:
+            self._reserving = False
+
+    async def reserve(self, relay: str) -> Reservation:
+        """Reserve a slot on a relay given by a full multiaddr (``.../p2p/<relay id>``) or a
+        connected relay's peer id."""
+        if self.relay_client is None:
+            raise errors.ConfigError(
+                "enable_relay_client", self.config.enable_relay_client, "True to use relays"
+            )
+        if isinstance(relay, str) and relay.startswith("/"):
+            transport, relay_id = split_p2p(parse_multiaddr(relay))
+            if relay_id is None:
+                raise errors.InvalidMultiaddr(relay, "it must end in /p2p/<relay id>")
+            await self.connect_peer(relay_id, [str(transport)], source="manual")
+            pid = parse_peer_id(relay_id)
+        else:
+            pid = parse_peer_id(relay)
+        try:
+            return await self.relay_client.make_reservation(pid)
+        except errors.UcsdkError:
+            raise
+        except Exception as exc:
+            raise errors.DialError(pid.to_base58(), [], f"reservation failed: {exc}") from exc
+
+    def get_reservations(self) -> list[Reservation]:
+        """Reservations this node holds on relays."""
+        return list(self.relay_client.reservations.values()) if self.relay_client else []
 
     def autonat_reports(self) -> list[AutoNATReport]:
         """Every AutoNAT answer this node got: which server said what, and the verdict after."""

@@ -37,6 +37,7 @@ from ucsdk.host import build_host, expand_wildcard
 from ucsdk.identity import load_or_create_key_pair
 from ucsdk.manager import UniversalConnectivityManager
 from ucsdk.metrics import ConnectivityMetrics
+from ucsdk.nat.relay import Reservation
 from ucsdk.peers import DiscoveredPeer, PeerInfo
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -381,6 +382,17 @@ class Node:
             self._snapshot("read metrics history", "get_metrics_history", timeout)
         )
 
+    def reserve(self, relay: str, *, timeout: float | None = None) -> Reservation:
+        """Reserve a slot on a relay (its full multiaddr, or a connected relay's peer id);
+        others can then reach this node at ``reservation.circuit_addrs``."""
+        return self._call(f"reserve on {relay}", "reserve", relay, timeout=timeout)
+
+    def reservations(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """The relay reservations this node holds."""
+        return frames.reservations_frame(
+            self._snapshot("read reservations", "get_reservations", timeout)
+        )
+
     def autonat_reports(self, *, timeout: float | None = None) -> pd.DataFrame:
         """Every AutoNAT answer so far: which server said what, and the verdict after it."""
         return frames.autonat_frame(
@@ -569,6 +581,13 @@ class AsyncNode:
     async def events(self) -> pd.DataFrame:
         rows = await self._await("read events", "get_events", timeout=None)
         return frames.events_frame(rows)
+
+    async def reserve(self, relay: str, *, timeout: float | None = None) -> Reservation:
+        return await self._await(f"reserve on {relay}", "reserve", relay, timeout=timeout)
+
+    async def reservations(self) -> pd.DataFrame:
+        rows = await self._await("read reservations", "get_reservations", timeout=None)
+        return frames.reservations_frame(rows)
 
     async def autonat_reports(self) -> pd.DataFrame:
         rows = await self._await("read AutoNAT reports", "autonat_reports", timeout=None)

@@ -103,8 +103,11 @@ def decode_announcement(data: bytes, signer: bytes) -> tuple[str, list[str]]:
             text = str(multiaddr.Multiaddr(raw))
         except Exception:
             raise AnnouncementRejected("bad_address") from None
-        marker = text.find("/p2p/")
-        addrs.append(text[:marker] if marker > 0 else text)
+        # Drop a trailing /p2p/<id> only: a circuit address keeps its relay's id.
+        marker = text.rfind("/p2p/")
+        if marker > 0 and "/" not in text[marker + len("/p2p/") :]:
+            text = text[:marker]
+        addrs.append(text)
     return peer_id.to_base58(), addrs
 
 
@@ -255,12 +258,20 @@ class PubsubPeerDiscovery(DiscoveryService):
             await subscription.get()
 
     def own_addrs(self) -> list[str]:
-        """The addresses this node announces: its listeners, wildcards expanded."""
+        """The addresses this node announces: its listeners, wildcards expanded, and its
+        relay circuit addresses once it holds reservations."""
         out: list[str] = []
         for addr in self.host.get_transport_addrs():
             for expanded in expand_wildcard(str(addr)):
                 if expanded not in out:
                     out.append(expanded)
+        for addr in self.host.get_addrs():
+            text = str(addr)
+            if "/p2p-circuit" in text:
+                marker = text.rfind("/p2p/")
+                circuit = text[:marker] if marker > text.find("/p2p-circuit") else text
+                if circuit not in out:
+                    out.append(circuit)
         return out
 
     async def announce(self) -> None:

@@ -239,6 +239,15 @@ class LabNode:
         result: pd.DataFrame = self.call("probe_nat", timeout=timeout)
         return result
 
+    def reserve(self, relay: str, *, timeout: float | None = 30.0) -> Any:
+        """Reserve a slot on a relay (see :meth:`ucsdk.Node.reserve`)."""
+        return self.call("reserve", relay, timeout=timeout)
+
+    def reservations(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's relay reservations (see :meth:`ucsdk.Node.reservations`)."""
+        result: pd.DataFrame = self.call("reservations", timeout=timeout)
+        return result
+
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
         with open(f"/proc/{self.pid}/statm") as fh:

@@ -44,6 +44,8 @@ NODE_CALLS = frozenset(
         "find_providers",
         "autonat_reports",
         "probe_nat",
+        "reserve",
+        "reservations",
     }
 )
 

@@ -121,11 +121,9 @@ def router_ruleset(
     TCP and UDP ``ports`` are forwarded.
 
     Example:
-        >>> print(router_ruleset(NatType.SYMMETRIC, "wan0", "lan0"))  # doctest: +ELLIPSIS
-        table ip ucsdk_nat {
-        ...
-            oifname "wan0" masquerade random
-        ...
+        >>> rules = router_ruleset(NatType.SYMMETRIC, "wan0", "lan0")
+        >>> 'oifname "wan0" masquerade random' in rules, "policy drop" in rules
+        (True, True)
     """
     if nat is NatType.NONE:
         raise errors.InvalidInput("NAT type for a router", nat.value, "a type other than none")

@@ -83,4 +83,66 @@ _autonat = _build(
 AutoNATMessage: Any = _autonat["Message"]
 """AutoNAT v1 ``Message`` (``/libp2p/autonat/1.0.0``); see ``autonat_v1.proto``."""
 
-__all__ = ["AutoNATMessage", "Peer"]
+_relay = _build(
+    "ucsdk/circuit_v2.proto",
+    "circuit.pb",
+    "proto2",
+    {
+        "Peer": [
+            ("id", 1, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("addrs", 2, _F.TYPE_BYTES, _F.LABEL_REPEATED),
+        ],
+        "Reservation": [
+            ("expire", 1, _F.TYPE_UINT64, _F.LABEL_OPTIONAL),
+            ("addrs", 2, _F.TYPE_BYTES, _F.LABEL_REPEATED),
+            ("voucher", 3, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+        ],
+        "Limit": [
+            ("duration", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("data", 2, _F.TYPE_UINT64, _F.LABEL_OPTIONAL),
+        ],
+        "HopMessage": [
+            ("type", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("peer", 2, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Peer"),
+            ("reservation", 3, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Reservation"),
+            ("limit", 4, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Limit"),
+            ("status", 5, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+        ],
+        "StopMessage": [
+            ("type", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("peer", 2, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Peer"),
+            ("limit", 3, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "Limit"),
+            ("status", 4, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+        ],
+        "Voucher": [
+            ("relay", 1, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("peer", 2, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("expiration", 3, _F.TYPE_UINT64, _F.LABEL_OPTIONAL),
+        ],
+    },
+)
+HopMessage: Any = _relay["HopMessage"]
+"""Circuit Relay v2 ``HopMessage`` (``/libp2p/circuit/relay/0.2.0/hop``)."""
+StopMessage: Any = _relay["StopMessage"]
+"""Circuit Relay v2 ``StopMessage`` (``/libp2p/circuit/relay/0.2.0/stop``)."""
+Voucher: Any = _relay["Voucher"]
+"""The reservation voucher carried in a signed envelope."""
+
+_envelope = _build(
+    "ucsdk/envelope.proto",
+    "record.pb",
+    "proto3",
+    {
+        # public_key is a serialized libp2p crypto PublicKey message (same wire type).
+        "Envelope": [
+            ("public_key", 1, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("payload_type", 2, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("payload", 3, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+            ("signature", 5, _F.TYPE_BYTES, _F.LABEL_OPTIONAL),
+        ],
+    },
+)
+Envelope: Any = _envelope["Envelope"]
+"""A signed envelope (libp2p RFC 0002)."""
+
+__all__ = ["AutoNATMessage", "Envelope", "HopMessage", "Peer", "StopMessage", "Voucher"]

@@ -1,0 +1,814 @@
+"""Circuit Relay v2: reservations, relayed connections, limits (libp2p specs, circuit-v2).
+
+A peer behind NAT reserves a slot on a public relay (``hop`` protocol, ``RESERVE``) and then
+advertises ``<relay address>/p2p/<relay id>/p2p-circuit``. Another peer dials that address:
+it asks the relay to ``CONNECT`` it to the target; the relay opens a ``stop`` stream to the
+target, and the two streams are joined. The joined stream is then secured (Noise) and
+multiplexed (Yamux) end to end like any connection, so the relay sees only ciphertext.
+
+ucsdk's server grants a reservation only to the peer actually on the stream (a ``peer``
+field naming someone else is refused), never over a relayed connection, within limits per
+peer, per IP and in total; it signs a voucher (a signed envelope, domain
+``libp2p-relay-rsvp``); it closes a circuit cleanly when its duration or data limit is used
+up. The client keeps its reservations refreshed, advertises its circuit addresses (identify
+and pubsub discovery), accepts relayed connections only through relays it reserved on,
+and dials circuit addresses for the manager's dial strategy.
+
+Example (three hosts on loopback: A reaches B through relay R):
+    >>> import trio
+    >>> from ucsdk.nat.relay import demo_three_hosts
+    >>> trio.run(demo_three_hosts)
+    ('OK', True, 'relay')
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import ConnectionType, IHost, INetConn, INetStream
+from libp2p.crypto.keys import PrivateKey
+from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.custom_types import TProtocol
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+from ucsdk import errors
+from ucsdk._service import Service
+from ucsdk._wire import encode_uvarint, read_delimited, write_delimited
+from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
+
+logger = logging.getLogger("UniversalConnectivity.relay")
+
+HOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/hop")
+STOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/stop")
+MAX_MESSAGE = 4096
+MESSAGE_TIMEOUT = 10.0
+
+RESERVE, CONNECT, STATUS = 0, 1, 2  # HopMessage.Type
+STOP_CONNECT, STOP_STATUS = 0, 1  # StopMessage.Type
+OK = 100
+RESERVATION_REFUSED = 200
+RESOURCE_LIMIT_EXCEEDED = 201
+PERMISSION_DENIED = 202
+CONNECTION_FAILED = 203
+NO_RESERVATION = 204
+MALFORMED_MESSAGE = 400
+UNEXPECTED_MESSAGE = 401
+STATUS_NAMES = {
+    OK: "OK",
+    RESERVATION_REFUSED: "RESERVATION_REFUSED",
+    RESOURCE_LIMIT_EXCEEDED: "RESOURCE_LIMIT_EXCEEDED",
+    PERMISSION_DENIED: "PERMISSION_DENIED",
+    CONNECTION_FAILED: "CONNECTION_FAILED",
+    NO_RESERVATION: "NO_RESERVATION",
+    MALFORMED_MESSAGE: "MALFORMED_MESSAGE",
+    UNEXPECTED_MESSAGE: "UNEXPECTED_MESSAGE",
+}
+
+VOUCHER_DOMAIN = "libp2p-relay-rsvp"
+VOUCHER_PAYLOAD_TYPE = encode_uvarint(0x0302)  # multicodec libp2p-relay-rsvp
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def status_name(code: int) -> str:
+    return STATUS_NAMES.get(code, str(code))
+
+
+class RelayError(errors.DialError):
+    """A relay refused or failed a request (``status`` is the relay's status code)."""
+
+    def __init__(self, peer_id: str | None, relay: str, status: int, reason: str = "") -> None:
+        self.status = status
+        self.relay = relay
+        text = f"relay {relay} answered {status_name(status)}"
+        super().__init__(peer_id, [], f"{text}: {reason}" if reason else text)
+
+
+# ---------------------------------------------------------------- vouchers
+def _signing_bytes(payload: bytes) -> bytes:
+    out = bytearray()
+    for part in (VOUCHER_DOMAIN.encode(), VOUCHER_PAYLOAD_TYPE, payload):
+        out += encode_uvarint(len(part)) + part
+    return bytes(out)
+
+
+def sign_voucher(private_key: PrivateKey, relay: ID, peer: ID, expiration: int) -> bytes:
+    """A reservation voucher: a signed envelope over ``Voucher{relay, peer, expiration}``."""
+    payload = Voucher(relay=relay.to_bytes(), peer=peer.to_bytes(), expiration=expiration)
+    data = payload.SerializeToString()
+    envelope = Envelope(
+        public_key=private_key.get_public_key().serialize(),
+        payload_type=VOUCHER_PAYLOAD_TYPE,
+        payload=data,
+        signature=private_key.sign(_signing_bytes(data)),
+    )
+    return bytes(envelope.SerializeToString())
+
+
+def open_voucher(data: bytes) -> tuple[ID, ID, int]:
+    """``(relay, peer, expiration)`` of a voucher; ``ValueError`` unless the relay signed it."""
+    try:
+        envelope = Envelope.FromString(data)
+        key = deserialize_public_key(envelope.public_key)
+        payload = Voucher.FromString(envelope.payload)
+    except Exception as exc:
+        raise ValueError(f"malformed voucher: {exc}") from None
+    if envelope.payload_type != VOUCHER_PAYLOAD_TYPE:
+        raise ValueError("not a reservation voucher")
+    if not key.verify(_signing_bytes(envelope.payload), envelope.signature):
+        raise ValueError("bad signature")
+    relay = ID(payload.relay)
+    if ID.from_pubkey(key) != relay:
+        raise ValueError("signed by someone other than the relay")
+    return relay, ID(payload.peer), int(payload.expiration)
+
+
+# ---------------------------------------------------------------- helpers
+def _conn_of(host: IHost, stream: INetStream) -> INetConn | None:
+    peer = stream.muxed_conn.peer_id
+    for conn in host.get_network().connections.get(peer, []):
+        if conn.muxed_conn is stream.muxed_conn:
+            return conn
+    return None
+
+
+def is_relayed(conn: INetConn | None) -> bool:
+    """Whether a swarm connection runs through a relay."""
+    if conn is None:
+        return False
+    try:
+        addrs = conn.get_transport_addresses()
+    except Exception:
+        addrs = []
+    if any("/p2p-circuit" in str(a) for a in addrs):
+        return True
+    kind = getattr(conn, "get_connection_type", None)
+    return bool(callable(kind) and "RELAY" in str(kind()).upper())
+
+
+def _remote_ip(conn: INetConn | None) -> str | None:
+    if conn is None:
+        return None
+    try:
+        addrs = conn.get_transport_addresses()
+    except Exception:
+        return None
+    for addr in addrs:
+        parts = str(addr).split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+            return parts[2]
+    return None
+
+
+async def _read(stream: INetStream, kind: Any) -> Any:
+    with trio.fail_after(MESSAGE_TIMEOUT):
+        return kind.FromString(await read_delimited(stream, MAX_MESSAGE))
+
+
+async def _close(stream: INetStream, *, reset: bool = False) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(2), contextlib.suppress(Exception):
+        await (stream.reset() if reset else stream.close())
+
+
+def circuit_addr(relay_addr: str, relay_id: str, target: str | None = None) -> str:
+    """``<relay addr>/p2p/<relay>/p2p-circuit[/p2p/<target>]``.
+
+    Example:
+        >>> circuit_addr("/ip4/203.0.113.10/tcp/4001", "12D3KooRelay")
+        '/ip4/203.0.113.10/tcp/4001/p2p/12D3KooRelay/p2p-circuit'
+    """
+    base = relay_addr.split("/p2p/")[0]
+    out = f"{base}/p2p/{relay_id}/p2p-circuit"
+    return f"{out}/p2p/{target}" if target else out
+
+
+def parse_circuit(addr: str) -> tuple[str, str, str | None]:
+    """``(relay transport address, relay id, target id or None)`` of a circuit address.
+
+    Example:
+        >>> parse_circuit("/ip4/1.2.3.4/tcp/1/p2p/R/p2p-circuit/p2p/T")
+        ('/ip4/1.2.3.4/tcp/1', 'R', 'T')
+    """
+    if "/p2p-circuit" not in addr:
+        raise errors.InvalidMultiaddr(addr, "not a /p2p-circuit address")
+    before, _, after = addr.partition("/p2p-circuit")
+    if "/p2p/" not in before:
+        raise errors.InvalidMultiaddr(addr, "the relay's /p2p/<id> is missing")
+    relay_addr, _, relay_id = before.rpartition("/p2p/")
+    target = after.split("/p2p/", 1)[1] if "/p2p/" in after else None
+    return relay_addr, relay_id, target or None
+
+
+# ---------------------------------------------------------------- server
+@dataclass
+class ServedReservation:
+    peer: str
+    ip: str | None
+    expire: int
+    granted_at: datetime
+
+
+@dataclass
+class Circuit:
+    src: str
+    dst: str
+    opened_at: datetime
+    bytes_to_dst: int = 0
+    bytes_to_src: int = 0
+    ended: str | None = None
+
+
+class CircuitRelayServer(Service):
+    """The relay side of Circuit Relay v2 (``hop``), with limits.
+
+    ``max_circuits`` open circuits at most (16 per peer); ``max_reservations`` slots (one per
+    peer: a new request refreshes it; ``max_reservations_per_ip`` per IP), each valid for
+    ``reservation_ttl`` seconds while the peer stays connected. Each circuit may last
+    ``limit_duration`` seconds and carry ``limit_data`` bytes each way; then it is closed.
+    ``stats`` counts outcomes; ``dropped`` counts bad requests by kind.
+    """
+
+    def __init__(
+        self,
+        host: IHost,
+        max_circuits: int = 256,
+        *,
+        max_reservations: int = 128,
+        max_reservations_per_ip: int = 8,
+        max_circuits_per_peer: int = 16,
+        reservation_ttl: int = 3600,
+        limit_duration: int = 120,
+        limit_data: int = 1 << 17,
+        on_event: Callable[[str, str | None, str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("max_circuits", max_circuits),
+            ("max_reservations", max_reservations),
+            ("reservation_ttl", reservation_ttl),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise errors.InvalidInput(name, value, "a whole number >= 1")
+        self.host = host
+        self.max_circuits = max_circuits
+        self.max_reservations = max_reservations
+        self.max_reservations_per_ip = max_reservations_per_ip
+        self.max_circuits_per_peer = max_circuits_per_peer
+        self.reservation_ttl = reservation_ttl
+        self.limit_duration = limit_duration
+        self.limit_data = limit_data
+        self.on_event = on_event
+        self.reservations: dict[str, ServedReservation] = {}
+        self.circuits: dict[int, Circuit] = {}
+        self.closed_circuits: collections.deque[Circuit] = collections.deque(maxlen=1000)
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._ids = 0
+        self._nursery: trio.Nursery | None = None
+
+    async def _on_start(self) -> None:
+        self.host.set_stream_handler(HOP_PROTOCOL, self._handle_hop)
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        while True:
+            await trio.sleep(10)
+            self._expire()
+
+    async def _on_stop(self) -> None:
+        self._nursery = None
+        with contextlib.suppress(Exception):
+            self.host.remove_stream_handler(HOP_PROTOCOL)
+
+    def _event(self, kind: str, peer: str | None, detail: str) -> None:
+        self.stats[kind] += 1
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, peer, detail)
+            except Exception:
+                logger.exception("relay event callback raised")
+
+    def _connected(self, peer: str) -> bool:
+        return bool(self.host.get_network().connections.get(ID.from_base58(peer)))
+
+    def _expire(self) -> None:
+        now = int(time.time())
+        for peer, res in list(self.reservations.items()):
+            if res.expire <= now or not self._connected(peer):
+                del self.reservations[peer]
+                self._event("reservation_ended", peer, "expired or disconnected")
+
+    def relay_addrs(self) -> list[str]:
+        """Addresses the relay gives a reserving peer (not loopback, unless that is all)."""
+        addrs = [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
+        public = [a for a in addrs if not a.startswith(("/ip4/127.", "/ip6/::1"))]
+        return public or addrs
+
+    async def _respond(self, stream: INetStream, status: int, **fields: Any) -> None:
+        reply = HopMessage(type=STATUS, status=status)
+        for key, value in fields.items():
+            getattr(reply, key).CopyFrom(value)
+        with trio.move_on_after(MESSAGE_TIMEOUT):
+            await write_delimited(stream, reply.SerializeToString())
+
+    def _limit(self) -> Any:
+        return HopMessage().limit.__class__(duration=self.limit_duration, data=self.limit_data)
+
+    async def _handle_hop(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id.to_base58()
+        keep_open = False
+        try:
+            try:
+                message = await _read(stream, HopMessage)
+            except Exception:
+                self.dropped["malformed"] += 1
+                await self._respond(stream, MALFORMED_MESSAGE)
+                return
+            conn = _conn_of(self.host, stream)
+            if is_relayed(conn):
+                self.dropped["over_relayed_connection"] += 1
+                await self._respond(stream, PERMISSION_DENIED)
+                return
+            if message.type == RESERVE:
+                await self._reserve(stream, peer, message, conn)
+            elif message.type == CONNECT:
+                keep_open = await self._connect(stream, peer, message)
+            else:
+                self.dropped["unexpected"] += 1
+                await self._respond(stream, UNEXPECTED_MESSAGE)
+        except Exception as exc:
+            logger.debug("relay: hop request from %s failed: %s", peer, exc)
+        finally:
+            if not keep_open:
+                await _close(stream)
+
+    async def _reserve(self, stream: INetStream, peer: str, message: Any, conn: Any) -> None:
+        if (
+            message.HasField("peer")
+            and message.peer.id
+            and message.peer.id != ID.from_base58(peer).to_bytes()
+        ):
+            # A reservation is for the peer on this stream, never on someone's behalf.
+            self.dropped["spoofed_peer"] += 1
+            self._event("reservation_refused", peer, "it asked on behalf of another peer id")
+            await self._respond(stream, PERMISSION_DENIED)
+            return
+        self._expire()
+        ip = _remote_ip(conn)
+        renewing = peer in self.reservations
+        if not renewing:
+            if len(self.reservations) >= self.max_reservations:
+                self._event("reservation_refused", peer, "relay full")
+                await self._respond(stream, RESERVATION_REFUSED)
+                return
+            same_ip = sum(1 for r in self.reservations.values() if ip and r.ip == ip)
+            if same_ip >= self.max_reservations_per_ip:
+                self._event("reservation_refused", peer, f"too many from {ip}")
+                await self._respond(stream, RESERVATION_REFUSED)
+                return
+        expire = int(time.time()) + self.reservation_ttl
+        self.reservations[peer] = ServedReservation(peer, ip, expire, utcnow())
+        reservation = HopMessage().reservation.__class__(
+            expire=expire,
+            addrs=[multiaddr.Multiaddr(a).to_bytes() for a in self.relay_addrs()],
+            voucher=sign_voucher(
+                self.host.get_private_key(), self.host.get_id(), ID.from_base58(peer), expire
+            ),
+        )
+        self._event("reservation_renewed" if renewing else "reservation_granted", peer, ip or "")
+        await self._respond(stream, OK, reservation=reservation, limit=self._limit())
+
+    async def _connect(self, stream: INetStream, src: str, message: Any) -> bool:
+        try:
+            dst_id = ID(message.peer.id)
+            dst = dst_id.to_base58()
+        except Exception:
+            self.dropped["malformed"] += 1
+            await self._respond(stream, MALFORMED_MESSAGE)
+            return False
+        self._expire()
+        if dst not in self.reservations:
+            self._event("circuit_refused", src, f"{dst} has no reservation")
+            await self._respond(stream, NO_RESERVATION)
+            return False
+        open_from = sum(1 for c in self.circuits.values() if src in (c.src, c.dst))
+        open_to = sum(1 for c in self.circuits.values() if dst in (c.src, c.dst))
+        if (
+            len(self.circuits) >= self.max_circuits
+            or open_from >= self.max_circuits_per_peer
+            or open_to >= self.max_circuits_per_peer
+        ):
+            self._event("circuit_refused", src, f"circuit limit reached (to {dst})")
+            await self._respond(stream, RESOURCE_LIMIT_EXCEEDED)
+            return False
+        # The stop stream goes over the existing connection; never dial the target.
+        if not self._connected(dst):
+            await self._respond(stream, NO_RESERVATION)
+            return False
+        try:
+            with trio.fail_after(MESSAGE_TIMEOUT):
+                stop = await self.host.new_stream(dst_id, [STOP_PROTOCOL])
+            request = StopMessage(type=STOP_CONNECT, limit=self._limit())
+            request.peer.id = ID.from_base58(src).to_bytes()
+            with trio.fail_after(MESSAGE_TIMEOUT):
+                await write_delimited(stop, request.SerializeToString())
+            answer = await _read(stop, StopMessage)
+        except Exception as exc:
+            self._event("circuit_failed", src, f"to {dst}: {type(exc).__name__} {exc}")
+            await self._respond(stream, CONNECTION_FAILED)
+            return False
+        if answer.type != STOP_STATUS or answer.status != OK:
+            await _close(stop, reset=True)
+            self._event("circuit_failed", src, f"{dst} answered {status_name(answer.status)}")
+            await self._respond(stream, CONNECTION_FAILED)
+            return False
+        await self._respond(stream, OK, limit=self._limit())
+        self._ids += 1
+        circuit = Circuit(src, dst, utcnow())
+        self.circuits[self._ids] = circuit
+        self._event("circuit_opened", src, f"to {dst}")
+        if self._nursery is None:
+            return False
+        self._nursery.start_soon(self._bridge, self._ids, stream, stop)
+        return True
+
+    async def _bridge(self, circuit_id: int, src: INetStream, dst: INetStream) -> None:
+        circuit = self.circuits[circuit_id]
+        reason = "closed"
+
+        async def pump(reader: INetStream, writer: INetStream, to_dst: bool) -> None:
+            nonlocal reason
+            while True:
+                try:
+                    data = await reader.read(4096)
+                except Exception:
+                    data = b""
+                if not data:
+                    with contextlib.suppress(Exception):
+                        await writer.close()
+                    return
+                sent = circuit.bytes_to_dst if to_dst else circuit.bytes_to_src
+                if sent + len(data) > self.limit_data:
+                    reason = "data limit"
+                    raise _LimitReached
+                await writer.write(data)
+                if to_dst:
+                    circuit.bytes_to_dst += len(data)
+                else:
+                    circuit.bytes_to_src += len(data)
+
+        try:
+            with trio.move_on_after(self.limit_duration) as timer:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(pump, src, dst, True)
+                    nursery.start_soon(pump, dst, src, False)
+            if timer.cancelled_caught:
+                reason = "duration limit"
+        except (_LimitReached, Exception) as exc:
+            if not isinstance(exc, _LimitReached) and reason == "closed":
+                reason = f"error: {type(exc).__name__}"
+        finally:
+            limit_hit = reason != "closed"
+            await _close(src, reset=limit_hit)
+            await _close(dst, reset=limit_hit)
+            circuit.ended = reason
+            self.circuits.pop(circuit_id, None)
+            self.closed_circuits.append(circuit)
+            self._event(
+                "circuit_closed",
+                circuit.src,
+                f"to {circuit.dst}: {reason} ({circuit.bytes_to_dst} B out, "
+                f"{circuit.bytes_to_src} B back)",
+            )
+
+
+class _LimitReached(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- client
+@dataclass
+class Reservation:
+    """A slot this node holds on a relay."""
+
+    relay_peer_id: str
+    relay_addrs: list[str]
+    expire: int
+    limit_duration: int | None
+    limit_data: int | None
+    voucher_valid: bool
+    granted_at: datetime = field(default_factory=utcnow)
+    refreshed: int = 0
+
+    @property
+    def circuit_addrs(self) -> list[str]:
+        """Where others can reach this node through the relay."""
+        return [circuit_addr(a, self.relay_peer_id) for a in self.relay_addrs]
+
+    @property
+    def expires_in(self) -> float:
+        return self.expire - time.time()
+
+
+class CircuitRelayClient(Service):
+    """The client side: reservations on relays, accepting and dialling relayed connections.
+
+    ``reservations`` maps relay peer ids to :class:`Reservation`. At most
+    ``max_reservations`` are held; each is refreshed before it expires while the relay
+    stays connected. Relayed connections are accepted only through relays this node holds
+    a reservation on.
+    """
+
+    def __init__(
+        self,
+        host: IHost,
+        max_reservations: int = 3,
+        *,
+        on_event: Callable[[str, str | None, str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if (
+            isinstance(max_reservations, bool)
+            or not isinstance(max_reservations, int)
+            or (max_reservations < 0)
+        ):
+            raise errors.InvalidInput("max_reservations", max_reservations, "a whole number >= 0")
+        self.host = host
+        self.max_reservations = max_reservations
+        self.on_event = on_event
+        self.reservations: dict[str, Reservation] = {}
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._nursery: trio.Nursery | None = None
+        self._original_get_addrs: Any = None
+
+    async def _on_start(self) -> None:
+        self.host.set_stream_handler(STOP_PROTOCOL, self._handle_stop)
+        # Identify advertises host.get_addrs(); py-libp2p's version cannot carry circuit
+        # addresses (it strips everything from the first /p2p/), so add them after it.
+        original = self.host.get_addrs
+        self._original_get_addrs = original
+
+        def get_addrs() -> list[multiaddr.Multiaddr]:
+            own = f"/p2p/{self.host.get_id()}"
+            return [*original(), *(multiaddr.Multiaddr(a + own) for a in self.circuit_addrs())]
+
+        self.host.get_addrs = get_addrs  # type: ignore[method-assign]
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        while True:
+            await trio.sleep(5)
+            for relay, res in list(self.reservations.items()):
+                connected = self.host.get_network().connections.get(ID.from_base58(relay))
+                if not connected:
+                    del self.reservations[relay]
+                    self._event("reservation_lost", relay, "the relay disconnected")
+                elif res.expires_in < min(300, res.expire - res.granted_at.timestamp()) / 2:
+                    nursery.start_soon(self._refresh, relay)
+
+    async def _on_stop(self) -> None:
+        self._nursery = None
+        with contextlib.suppress(Exception):
+            self.host.remove_stream_handler(STOP_PROTOCOL)
+        if self._original_get_addrs is not None:
+            self.host.get_addrs = self._original_get_addrs  # type: ignore[method-assign]
+        self.reservations.clear()
+
+    def _event(self, kind: str, peer: str | None, detail: str) -> None:
+        self.stats[kind] += 1
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, peer, detail)
+            except Exception:
+                logger.exception("relay event callback raised")
+
+    def circuit_addrs(self) -> list[str]:
+        """This node's circuit addresses, one per relay address of each reservation."""
+        return [a for res in self.reservations.values() for a in res.circuit_addrs]
+
+    async def _refresh(self, relay: str) -> None:
+        try:
+            res = await self.make_reservation(relay)
+            res.refreshed += 1
+        except errors.UcsdkError as exc:
+            self.reservations.pop(relay, None)
+            self._event("reservation_lost", relay, f"refresh failed: {exc}")
+
+    async def make_reservation(
+        self, relay_peer_id: str | ID, relay_addr: str | None = None
+    ) -> Reservation:
+        """Reserve a slot on a relay (connecting to ``relay_addr`` first if given)."""
+        relay = relay_peer_id if isinstance(relay_peer_id, ID) else ID.from_base58(relay_peer_id)
+        relay_text = relay.to_base58()
+        if relay_text not in self.reservations and len(self.reservations) >= self.max_reservations:
+            raise RelayError(None, relay_text, RESERVATION_REFUSED, "max_reservations reached")
+        if relay_addr is not None:
+            target = multiaddr.Multiaddr(relay_addr.split("/p2p/")[0])
+            unblock = getattr(self.host.get_network(), "unblock_peer", None)
+            if callable(unblock):
+                unblock(relay)
+            await self.host.connect(PeerInfo(relay, [target]))
+        stream = await self.host.new_stream(relay, [HOP_PROTOCOL])
+        try:
+            with trio.fail_after(MESSAGE_TIMEOUT):
+                await write_delimited(stream, HopMessage(type=RESERVE).SerializeToString())
+            reply = await _read(stream, HopMessage)
+        finally:
+            await _close(stream)
+        if reply.type != STATUS or reply.status != OK:
+            self._event("reservation_refused", relay_text, status_name(reply.status))
+            raise RelayError(None, relay_text, reply.status, "reservation refused")
+        voucher_valid = False
+        if reply.reservation.voucher:
+            try:
+                signer, peer, expiration = open_voucher(reply.reservation.voucher)
+                voucher_valid = (
+                    signer == relay
+                    and peer == self.host.get_id()
+                    and expiration == reply.reservation.expire
+                )
+            except ValueError as exc:
+                logger.debug("relay %s sent a bad voucher: %s", relay_text, exc)
+        addrs = []
+        for raw in list(reply.reservation.addrs)[:16]:
+            with contextlib.suppress(Exception):
+                addrs.append(str(multiaddr.Multiaddr(raw)).split("/p2p/")[0])
+        if not addrs and relay_addr is not None:
+            addrs = [relay_addr.split("/p2p/")[0]]
+        res = Reservation(
+            relay_text,
+            addrs,
+            int(reply.reservation.expire),
+            int(reply.limit.duration) if reply.HasField("limit") else None,
+            int(reply.limit.data) if reply.HasField("limit") else None,
+            voucher_valid,
+        )
+        renewed = relay_text in self.reservations
+        self.reservations[relay_text] = res
+        self._event(
+            "reservation_renewed" if renewed else "reservation_made",
+            relay_text,
+            f"until {datetime.fromtimestamp(res.expire, timezone.utc):%H:%M:%S} UTC, "
+            f"voucher {'valid' if voucher_valid else 'missing/invalid'}",
+        )
+        return res
+
+    async def dial(
+        self, target: str | ID, relay_peer_id: str | ID, relay_addr: str | None = None
+    ) -> INetConn:
+        """Connect to ``target`` through ``relay``; the new (relayed) connection."""
+        target_id = target if isinstance(target, ID) else ID.from_base58(target)
+        relay = relay_peer_id if isinstance(relay_peer_id, ID) else ID.from_base58(relay_peer_id)
+        relay_text = relay.to_base58()
+        network = self.host.get_network()
+        if relay_addr is not None and not network.connections.get(relay):
+            unblock = getattr(network, "unblock_peer", None)
+            if callable(unblock):
+                unblock(relay)
+            await self.host.connect(PeerInfo(relay, [multiaddr.Multiaddr(relay_addr)]))
+        stream = await self.host.new_stream(relay, [HOP_PROTOCOL])
+        try:
+            request = HopMessage(type=CONNECT)
+            request.peer.id = target_id.to_bytes()
+            with trio.fail_after(MESSAGE_TIMEOUT):
+                await write_delimited(stream, request.SerializeToString())
+            reply = await _read(stream, HopMessage)
+            if reply.type != STATUS or reply.status != OK:
+                raise RelayError(target_id.to_base58(), relay_text, reply.status)
+            remote = multiaddr.Multiaddr(
+                circuit_addr(relay_addr or _any_addr(self.host, relay), relay_text)
+            )
+            raw = RawConnection(stream, True, ConnectionType.RELAYED, [remote])
+            swarm: Any = network
+            conn: INetConn = await swarm.upgrade_outbound_raw_conn(raw, target_id)
+        except BaseException:
+            await _close(stream, reset=True)
+            raise
+        self._event("relayed_out", target_id.to_base58(), f"via {relay_text}")
+        return conn
+
+    async def _handle_stop(self, stream: INetStream) -> None:
+        relay = stream.muxed_conn.peer_id.to_base58()
+        try:
+            message = await _read(stream, StopMessage)
+        except Exception:
+            self.dropped["malformed"] += 1
+            await _close(stream, reset=True)
+            return
+        if message.type != STOP_CONNECT or not message.HasField("peer"):
+            self.dropped["unexpected"] += 1
+            await self._stop_reply(stream, UNEXPECTED_MESSAGE)
+            await _close(stream)
+            return
+        if relay not in self.reservations:
+            # Only relays we asked to relay for us may bring us connections.
+            self.dropped["no_reservation"] += 1
+            await self._stop_reply(stream, PERMISSION_DENIED)
+            await _close(stream)
+            return
+        try:
+            source = ID(message.peer.id)
+        except Exception:
+            self.dropped["malformed"] += 1
+            await self._stop_reply(stream, MALFORMED_MESSAGE)
+            await _close(stream)
+            return
+        await self._stop_reply(stream, OK)
+        remote = multiaddr.Multiaddr(
+            circuit_addr(_any_addr(self.host, stream.muxed_conn.peer_id), relay)
+        )
+        raw = RawConnection(stream, False, ConnectionType.RELAYED, [remote])
+        swarm: Any = self.host.get_network()
+        try:
+            muxed = await swarm.upgrade_inbound_raw_conn(raw, remote)
+        except Exception as exc:
+            self._event("relayed_in_failed", source.to_base58(), f"via {relay}: {exc}")
+            await _close(stream, reset=True)
+            return
+        if getattr(muxed, "peer_id", None) != source:
+            logger.debug("relayed peer %s is not who the relay announced", source)
+        self._event("relayed_in", source.to_base58(), f"via {relay}")
+
+    async def _stop_reply(self, stream: INetStream, status: int) -> None:
+        with trio.move_on_after(MESSAGE_TIMEOUT), contextlib.suppress(Exception):
+            await write_delimited(
+                stream, StopMessage(type=STOP_STATUS, status=status).SerializeToString()
+            )
+
+
+def _any_addr(host: IHost, peer: ID) -> str:
+    """An address of a connected peer (the first connection's), for labelling."""
+    for conn in host.get_network().connections.get(peer, []):
+        try:
+            addrs = conn.get_transport_addresses()
+        except Exception:
+            continue
+        if addrs:
+            return str(addrs[0]).split("/p2p/")[0]
+    return "/ip4/0.0.0.0/tcp/0"
+
+
+async def demo_three_hosts() -> tuple[str, bool, str]:
+    """Three loopback hosts: B reserves on R; A connects to B through R; A pings B.
+
+    Returns (reservation status, B's voucher valid, A's connection transport to B).
+    """
+    from ucsdk.config import ConnectivityConfig
+    from ucsdk.host import build_host, disable_auto_dial
+    from ucsdk.identity import new_key_pair
+    from ucsdk.manager import describe_connection
+    from ucsdk.protocols import ping_rtts
+
+    config = ConnectivityConfig.preset("development", enable_mdns=False)
+    hosts = [build_host(config, new_key_pair()) for _ in range(3)]
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    relay_host, a, b = hosts
+    async with (
+        relay_host.run(listen),
+        a.run(listen),
+        b.run(listen),
+    ):
+        for h in hosts:
+            await disable_auto_dial(h)
+        server = CircuitRelayServer(relay_host)
+        client_a, client_b = CircuitRelayClient(a), CircuitRelayClient(b)
+        for service in (server, client_a, client_b):
+            await service.start()
+        relay_addr = str(relay_host.get_addrs()[0])
+        res = await client_b.make_reservation(relay_host.get_id(), relay_addr)
+        conn = await client_a.dial(b.get_id(), relay_host.get_id(), relay_addr.split("/p2p/")[0])
+        await ping_rtts(a, b.get_id(), 1)
+        transport = describe_connection(conn)[1] or ""
+        for service in (client_a, client_b, server):
+            await service.stop()
+        for h in hosts:
+            await h.close()
+        return "OK", res.voucher_valid, transport
+
+
+__all__ = [
+    "HOP_PROTOCOL",
+    "STOP_PROTOCOL",
+    "CircuitRelayClient",
+    "CircuitRelayServer",
+    "RelayError",
+    "Reservation",
+    "circuit_addr",
+    "open_voucher",
+    "parse_circuit",
+    "sign_voucher",
+]
