@@ -15,6 +15,7 @@ from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
 from ucsdk.metrics import ConnectivityMetrics, Event
 from ucsdk.nat.autonat import AutoNAT
+from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
 from ucsdk.sync import AsyncNode, Node
 
@@ -24,6 +25,8 @@ __all__ = [
     "IPFS_BOOTSTRAP_PEERS",
     "AsyncNode",
     "AutoNAT",
+    "CircuitRelayClient",
+    "CircuitRelayServer",
     "ConnectionInfo",
     "ConnectivityConfig",
     "ConnectivityMetrics",

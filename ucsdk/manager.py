@@ -8,7 +8,7 @@ is an immutable snapshot.
 Example (inside trio, with a host you built and started yourself):
     >>> import trio, multiaddr
     >>> from ucsdk import ConnectivityConfig, setup_universal_connectivity
-    >>> from ucsdk.host import build_host
+    >>> from ucsdk.host import expand_wildcard, build_host
     >>> from ucsdk.identity import new_key_pair
     >>> async def main():
     ...     config = ConnectivityConfig.preset("development")
@@ -48,7 +48,7 @@ from ucsdk.discovery.bootstrap import DnsaddrError, dnsaddr_domain, resolve_dnsa
 from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
-from ucsdk.host import disable_auto_dial
+from ucsdk.host import disable_auto_dial, expand_wildcard
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
 from ucsdk.nat.autonat import AUTONAT_PROTOCOL, AutoNAT, AutoNATReport
 from ucsdk.nat.relay import (
@@ -292,12 +292,33 @@ class UniversalConnectivityManager(Service):
     # ----------------------------------------------------------------- life cycle
     async def _on_start(self) -> None:
         await disable_auto_dial(self.host)
+        self._advertise_concrete_addrs()
         network = self.host.get_network()
         network.register_notifee(self._notifee)
         for connections in list(network.connections.values()):
             for conn in connections:
                 self._on_connected(conn)
         self._record("started", None, f"manager started on {self.local_peer_id}")
+
+    def _advertise_concrete_addrs(self) -> None:
+        """py-libp2p advertises a wildcard listener as ``/ip4/0.0.0.0/...`` (in identify too),
+        which nobody can dial: advertise the interface addresses it stands for instead."""
+        original = self.host.get_addrs
+        if getattr(original, "_ucsdk_expands", False):
+            return
+
+        def get_addrs() -> list[multiaddr.Multiaddr]:
+            out: list[multiaddr.Multiaddr] = []
+            seen: set[str] = set()
+            for addr in original():
+                for text in expand_wildcard(str(addr)):
+                    if text not in seen:
+                        seen.add(text)
+                        out.append(multiaddr.Multiaddr(text))
+            return out
+
+        get_addrs._ucsdk_expands = True  # type: ignore[attr-defined]
+        self.host.get_addrs = get_addrs  # type: ignore[method-assign]
 
     async def _run(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
