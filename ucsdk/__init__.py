@@ -15,6 +15,7 @@ from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
 from ucsdk.metrics import ConnectivityMetrics, Event
 from ucsdk.nat.autonat import AutoNAT
+from ucsdk.nat.dcutr import DCUtR
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer
 from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
 from ucsdk.sync import AsyncNode, Node
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionInfo",
     "ConnectivityConfig",
     "ConnectivityMetrics",
+    "DCUtR",
     "DiscoveredPeer",
     "Event",
     "MDNSService",

@@ -192,3 +192,43 @@ def reservations_frame(reservations: Iterable[Any]) -> pd.DataFrame:
         for r in reservations
     )
     return _frame(rows, RESERVATION_COLUMNS, {"expires_at": _TIME, "granted_at": _TIME})
+
+
+HOLE_PUNCH_COLUMNS = (
+    "time",
+    "peer_id",
+    "relay_peer_id",
+    "role",
+    "transport",
+    "attempts",
+    "rtt_ms",
+    "time_to_direct_ms",
+    "outcome",
+    "reason",
+    "remote_addrs",
+    "local_addrs",
+)
+
+
+def hole_punches_frame(results: Iterable[Any]) -> pd.DataFrame:
+    """One row per DCUtR upgrade this node took part in (``ucsdk.nat.dcutr.HolePunchResult``):
+    ``role`` is ``initiator`` (drove it) or ``responder``; ``outcome`` is ``success``,
+    ``direct_dial`` (no punch needed), ``failed``, ``no_addresses`` or ``error``."""
+    rows = (
+        {
+            "time": r.time,
+            "peer_id": r.peer_id,
+            "relay_peer_id": r.relay_peer_id,
+            "role": r.role,
+            "transport": r.transport,
+            "attempts": r.attempts,
+            "rtt_ms": r.rtt_ms,
+            "time_to_direct_ms": r.time_to_direct_ms,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "remote_addrs": list(r.remote_addrs),
+            "local_addrs": list(r.local_addrs),
+        }
+        for r in results
+    )
+    return _frame(rows, HOLE_PUNCH_COLUMNS, {"time": _TIME})

@@ -26,10 +26,11 @@ Example (inside trio, with a host you built and started yourself):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import statistics
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import disable_auto_dial, expand_wildcard
 from ucsdk.metrics import ConnectivityMetrics, Event, EventLog, MetricsHistory, utcnow
 from ucsdk.nat.autonat import AUTONAT_PROTOCOL, AutoNAT, AutoNATReport
+from ucsdk.nat.dcutr import DCUtR, HolePunchResult
 from ucsdk.nat.relay import (
     HOP_PROTOCOL,
     CircuitRelayClient,
@@ -282,12 +284,13 @@ class UniversalConnectivityManager(Service):
         self._nat_status = "unknown"
         self._observed: dict[str, str] = {}
         self._relays_seen: dict[str, None] = {}
+        self._hole_punches: deque[HolePunchResult] = deque(maxlen=1000)
         """Connected peers whose identify lists the relay hop protocol (oldest first)."""
         self._reserving = False
         """Our address as each peer saw it (identify's observedAddr), by peer id."""
         self.relay_client: CircuitRelayClient | None = None
         self.relay_server: CircuitRelayServer | None = None
-        self.dcutr: Any = None
+        self.dcutr: DCUtR | None = None
 
     # ----------------------------------------------------------------- life cycle
     async def _on_start(self) -> None:
@@ -362,6 +365,15 @@ class UniversalConnectivityManager(Service):
             )
             await client.start()
             self.relay_client = client
+        if self.config.enable_dcutr:
+            dcutr = DCUtR(
+                self.host,
+                public_ips=self._public_ips,
+                dial_timeout=min(5.0, self.config.connection_timeout),
+                on_result=self._on_hole_punch,
+            )
+            await dcutr.start()
+            self.dcutr = dcutr
         if self.config.enable_autonat:
             autonat = AutoNAT(
                 self.host,
@@ -408,6 +420,7 @@ class UniversalConnectivityManager(Service):
             ("autonat", "autonat"),
             ("relay_server", "relay"),
             ("relay_client", "relay_client"),
+            ("dcutr", "dcutr"),
         ):
             service = getattr(self, name)
             if service is not None:
@@ -438,6 +451,7 @@ class UniversalConnectivityManager(Service):
             (self.autonat, "autonat"),
             (self.relay_server, "relay"),
             (self.relay_client, "relay_client"),
+            (self.dcutr, "dcutr"),
         )
         for service, prefix in services:
             if service is not None:
@@ -635,6 +649,12 @@ class UniversalConnectivityManager(Service):
         self._connections[id(conn)] = _OpenConnection(
             peer_id, remote, direction, transport, relayed, utcnow()
         )
+        if relayed and direction == "inbound" and self.dcutr is not None and self._nursery:
+            relay_id = None
+            if remote and "/p2p-circuit" in remote:
+                with contextlib.suppress(Exception):
+                    relay_id = parse_circuit(remote)[1]
+            self._nursery.start_soon(self._upgrade_relayed, conn.muxed_conn.peer_id, relay_id)
         record, is_new = self._record_for(peer_id)
         record.connections += 1
         record.relayed_connections += int(relayed)
@@ -753,7 +773,11 @@ class UniversalConnectivityManager(Service):
             except Exception:
                 self.count_invalid_message("identify_bad_observed_addr", str(peer_id))
             else:
-                if "/p2p-circuit" not in observed:
+                conns = self.host.get_network().connections.get(peer_id, [])
+                # Over a relay, the peer sees the relay's end of the pipe, not us.
+                if "/p2p-circuit" not in observed and any(
+                    not describe_connection(c)[2] for c in conns
+                ):
                     self._observed[record.peer_id] = observed
                     while len(self._observed) > 256:
                         self._observed.pop(next(iter(self._observed)))
@@ -874,8 +898,7 @@ class UniversalConnectivityManager(Service):
                 self._record(
                     "dial_succeeded", pid_text, f"relayed in {elapsed_ms:.1f} ms via {addr}"
                 )
-                if self.dcutr is not None and self._nursery is not None:
-                    self._nursery.start_soon(self._upgrade_relayed, pid, relay_id)
+                # The peer we reached (the inbound side) drives the DCUtR upgrade.
                 return self._peers[pid_text].snapshot()
         elif relayed and not use_relay:
             failures.append("relayed addresses skipped (use_relay=False)")
@@ -897,14 +920,44 @@ class UniversalConnectivityManager(Service):
                 ]
                 known_conn.remote_addr = dialled[0] if dialled else None
 
-    async def _upgrade_relayed(self, pid: ID, relay_id: str) -> None:
-        """Once relayed, try DCUtR to get a direct connection (hook for the DCUtR service)."""
+    async def _upgrade_relayed(self, pid: ID, relay_id: str | None) -> None:
+        """An inbound relayed connection: we are DCUtR's ``B`` and drive the upgrade, once
+        identify has told both sides their addresses."""
         if self.dcutr is None:
             return
+        pid_text = pid.to_base58()
+        with trio.move_on_after(3):
+            while not (self._peers.get(pid_text) and self._peers[pid_text].protocols):
+                await trio.sleep(0.05)
         try:
             await self.dcutr.attempt_hole_punch(pid, relay_id)
         except Exception as exc:
             logger.debug("DCUtR upgrade of %s failed: %s", pid, exc)
+
+    def _public_ips(self) -> list[str]:
+        """IPs other peers observed this node at (identify, direct connections only)."""
+        ips = []
+        for addr in self._observed.values():
+            parts = addr.split("/")
+            if len(parts) > 2 and parts[1] == "ip4" and parts[2] not in ips:
+                ips.append(parts[2])
+        return ips
+
+    def _on_hole_punch(self, result: HolePunchResult) -> None:
+        self._dcutr_attempts += 1
+        self._dcutr_successes += int(result.success)
+        self._hole_punches.append(result)
+        took = f" in {result.time_to_direct_ms:.0f} ms" if result.time_to_direct_ms else ""
+        self._record(
+            "hole_punch",
+            result.peer_id,
+            f"{result.outcome}{took} as {result.role}, {result.attempts} attempt(s): "
+            f"{result.reason}",
+        )
+
+    def get_hole_punches(self) -> list[HolePunchResult]:
+        """Every hole-punch outcome this node took part in."""
+        return list(self._hole_punches)
 
     def _dial_failed(self, peer_id: str, addrs: list[str], reason: str) -> None:
         self._failed += 1

@@ -393,6 +393,13 @@ class Node:
             self._snapshot("read reservations", "get_reservations", timeout)
         )
 
+    def hole_punches(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Every DCUtR hole punch this node took part in: peer, transport, attempts, rtt_ms,
+        time_to_direct_ms, outcome, reason."""
+        return frames.hole_punches_frame(
+            self._snapshot("read hole punches", "get_hole_punches", timeout)
+        )
+
     def autonat_reports(self, *, timeout: float | None = None) -> pd.DataFrame:
         """Every AutoNAT answer so far: which server said what, and the verdict after it."""
         return frames.autonat_frame(
@@ -588,6 +595,10 @@ class AsyncNode:
     async def reservations(self) -> pd.DataFrame:
         rows = await self._await("read reservations", "get_reservations", timeout=None)
         return frames.reservations_frame(rows)
+
+    async def hole_punches(self) -> pd.DataFrame:
+        rows = await self._await("read hole punches", "get_hole_punches", timeout=None)
+        return frames.hole_punches_frame(rows)
 
     async def autonat_reports(self) -> pd.DataFrame:
         rows = await self._await("read AutoNAT reports", "autonat_reports", timeout=None)

@@ -248,6 +248,11 @@ class LabNode:
         result: pd.DataFrame = self.call("reservations", timeout=timeout)
         return result
 
+    def hole_punches(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's DCUtR outcomes (see :meth:`ucsdk.Node.hole_punches`)."""
+        result: pd.DataFrame = self.call("hole_punches", timeout=timeout)
+        return result
+
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
         with open(f"/proc/{self.pid}/statm") as fh:

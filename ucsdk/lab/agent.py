@@ -46,6 +46,7 @@ NODE_CALLS = frozenset(
         "probe_nat",
         "reserve",
         "reservations",
+        "hole_punches",
     }
 )
 

@@ -1,6 +1,7 @@
-"""NAT traversal services: AutoNAT v1, Circuit Relay v2 (DCUtR comes next)."""
+"""NAT traversal services: AutoNAT v1, Circuit Relay v2, DCUtR hole punching (TCP)."""
 
 from ucsdk.nat.autonat import AutoNAT
+from ucsdk.nat.dcutr import DCUtR
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer
 
-__all__ = ["AutoNAT", "CircuitRelayClient", "CircuitRelayServer"]
+__all__ = ["AutoNAT", "CircuitRelayClient", "CircuitRelayServer", "DCUtR"]

@@ -145,4 +145,26 @@ _envelope = _build(
 Envelope: Any = _envelope["Envelope"]
 """A signed envelope (libp2p RFC 0002)."""
 
-__all__ = ["AutoNATMessage", "Envelope", "HopMessage", "Peer", "StopMessage", "Voucher"]
+_holepunch = _build(
+    "ucsdk/holepunch.proto",
+    "holepunch.pb",
+    "proto2",
+    {
+        "HolePunch": [
+            ("type", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL),
+            ("ObsAddrs", 2, _F.TYPE_BYTES, _F.LABEL_REPEATED),
+        ]
+    },
+)
+HolePunch: Any = _holepunch["HolePunch"]
+"""DCUtR ``HolePunch{type: CONNECT=100 | SYNC=300; repeated bytes ObsAddrs=2}``."""
+
+__all__ = [
+    "AutoNATMessage",
+    "Envelope",
+    "HolePunch",
+    "HopMessage",
+    "Peer",
+    "StopMessage",
+    "Voucher",
+]

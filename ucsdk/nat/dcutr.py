@@ -1,0 +1,524 @@
+"""DCUtR (``/libp2p/dcutr``): upgrade a relayed connection to a direct one by hole punching.
+
+Roles, as in the spec: ``A`` dialled ``B`` through a relay; ``B`` (the inbound side) drives.
+
+1. If ``A`` advertises a public address, ``B`` first dials it directly (unilateral upgrade).
+2. Otherwise ``B`` opens ``/libp2p/dcutr`` on the relayed connection and sends ``CONNECT``
+   with its addresses, timing the round trip; ``A`` answers ``CONNECT`` with its own;
+   ``B`` sends ``SYNC`` and waits half the round trip; ``A`` dials as soon as ``SYNC``
+   arrives, ``B`` when its timer ends. Both TCP dials leave at about the same moment, so
+   each NAT has a mapping for the other's packets when they arrive (TCP simultaneous open).
+3. Up to three attempts, each with a fresh ``CONNECT``/``SYNC`` on the same stream.
+
+The addresses exchanged are *predicted*: the public IP other peers observe this node at,
+with the local port of a socket bound for this attempt. A NAT that maps endpoint
+independently and keeps the port (a typical home router) maps that socket to exactly that
+public address; a symmetric NAT picks another port per destination, so the prediction is
+wrong and the punch fails — which the outcome's ``reason`` says. On success the direct
+connection is secured and multiplexed like any other (``B`` is the Noise initiator, as in
+go-libp2p), and the relayed connection is closed after a short grace period.
+
+Wire format: uvarint-prefixed ``HolePunch{type: CONNECT=100 | SYNC=300; repeated bytes
+ObsAddrs=2}``, at most 4 KiB.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.io.trio import TrioTCPStream
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.peer.id import ID
+
+from ucsdk import errors
+from ucsdk._service import Service
+from ucsdk._wire import read_delimited, write_delimited
+from ucsdk.nat.relay import is_relayed
+from ucsdk.proto import HolePunch
+
+logger = logging.getLogger("UniversalConnectivity.dcutr")
+
+DCUTR_PROTOCOL = TProtocol("/libp2p/dcutr")
+CONNECT, SYNC = 100, 300
+MAX_MESSAGE = 4096
+MAX_ATTEMPTS = 3
+STREAM_TIMEOUT = 10.0
+
+HOLE_PUNCH_COLUMNS = [
+    "time",
+    "peer_id",
+    "relay_peer_id",
+    "role",
+    "transport",
+    "attempts",
+    "rtt_ms",
+    "time_to_direct_ms",
+    "outcome",
+    "reason",
+    "remote_addrs",
+    "local_addrs",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class HolePunchResult:
+    """One hole-punch attempt series with a peer (what ``hole_punches()`` rows show)."""
+
+    time: datetime
+    peer_id: str
+    relay_peer_id: str | None
+    role: str  # "initiator" (B, drives) or "responder" (A)
+    transport: str
+    attempts: int
+    rtt_ms: float | None
+    time_to_direct_ms: float | None
+    outcome: str  # "direct_dial" | "success" | "failed" | "no_addresses" | "error"
+    reason: str
+    remote_addrs: tuple[str, ...] = ()
+    local_addrs: tuple[str, ...] = ()
+
+    @property
+    def success(self) -> bool:
+        return self.outcome in ("success", "direct_dial")
+
+
+def _public_ip(text: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return False
+    # RFC 1918/6598 ranges are private; documentation ranges count as public (the lab).
+    private = ("10.", "192.168.", "172.16.", "100.64.")
+    return not (str(ip).startswith(private) or (str(ip).startswith("172.") and ip.is_private))
+
+
+def _tcp_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
+    out = []
+    for addr in addrs:
+        parts = addr.split("/")
+        if (
+            len(parts) >= 5
+            and parts[1] == "ip4"
+            and parts[3] == "tcp"
+            and "/p2p-circuit" not in addr
+        ):
+            with contextlib.suppress(ValueError):
+                out.append((parts[2], int(parts[4])))
+    return out
+
+
+class _Punch:
+    """A TCP socket bound to a fresh local port, for one attempt."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.owned = True  # until a connection takes the socket over
+
+    @classmethod
+    async def open(cls) -> _Punch:
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.bind(("0.0.0.0", 0))
+        return cls(sock)
+
+    async def connect(self, target: tuple[str, int], timeout: float) -> trio.SocketStream:
+        with trio.fail_after(timeout):
+            await self.sock.connect(target)
+        return trio.SocketStream(self.sock)
+
+    def close(self) -> None:
+        if self.owned:
+            with contextlib.suppress(Exception):
+                self.sock.close()
+
+
+class DCUtR(Service):
+    """Direct Connection Upgrade through Relay, over TCP.
+
+    ``attempt_hole_punch(remote_peer_id, relay_peer_id)`` drives an upgrade (as ``B``);
+    the stream handler answers one (as ``A``). ``public_ips`` returns the IPs other peers
+    observe this node at (the manager passes identify's observations); ``results`` keeps
+    every outcome; ``on_result`` is called with each.
+    """
+
+    def __init__(
+        self,
+        host: IHost,
+        *,
+        public_ips: Callable[[], Sequence[str]] | None = None,
+        dial_timeout: float = 5.0,
+        grace_period: float = 1.0,
+        on_result: Callable[[HolePunchResult], None] | None = None,
+        max_results: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.public_ips = public_ips
+        self.dial_timeout = dial_timeout
+        self.grace_period = grace_period
+        self.on_result = on_result
+        self.results: collections.deque[HolePunchResult] = collections.deque(maxlen=max_results)
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._active: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+
+    async def _on_start(self) -> None:
+        self.host.set_stream_handler(DCUTR_PROTOCOL, self._handle)
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    async def _on_stop(self) -> None:
+        self._nursery = None
+        with contextlib.suppress(Exception):
+            self.host.remove_stream_handler(DCUTR_PROTOCOL)
+
+    # ---------------------------------------------------------------- helpers
+    def _ips(self) -> list[str]:
+        ips = list(self.public_ips()) if self.public_ips is not None else []
+        for addr in self.host.get_addrs():
+            if "/p2p-circuit" in str(addr):
+                continue  # the relay's address, not ours
+            parts = str(addr).split("/")
+            if len(parts) > 2 and parts[1] == "ip4" and _public_ip(parts[2]):
+                ips.append(parts[2])
+        return list(dict.fromkeys(ip for ip in ips if _public_ip(ip)))
+
+    def _obs_addrs(self, port: int) -> list[str]:
+        return [f"/ip4/{ip}/tcp/{port}" for ip in self._ips()]
+
+    def _direct(self, peer: ID) -> list[INetConn]:
+        conns = self.host.get_network().connections.get(peer, [])
+        return [c for c in conns if not is_relayed(c)]
+
+    def _relayed(self, peer: ID) -> list[INetConn]:
+        conns = self.host.get_network().connections.get(peer, [])
+        return [c for c in conns if is_relayed(c)]
+
+    def _record(self, result: HolePunchResult) -> HolePunchResult:
+        self.results.append(result)
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                logger.exception("hole-punch callback raised")
+        return result
+
+    async def _close_relayed_later(self, peer: ID) -> None:
+        await trio.sleep(self.grace_period)
+        if not self._direct(peer):
+            return
+        for conn in self._relayed(peer):
+            with trio.move_on_after(3), contextlib.suppress(Exception):
+                await conn.close()
+
+    def _after_success(self, peer: ID) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._close_relayed_later, peer)
+
+    async def _send(self, stream: INetStream, kind: int, addrs: Sequence[str] = ()) -> None:
+        message = HolePunch(type=kind)
+        for addr in addrs:
+            message.ObsAddrs.append(multiaddr.Multiaddr(addr).to_bytes())
+        await write_delimited(stream, message.SerializeToString())
+
+    async def _receive(self, stream: INetStream) -> Any:
+        with trio.fail_after(STREAM_TIMEOUT):
+            return HolePunch.FromString(await read_delimited(stream, MAX_MESSAGE))
+
+    @staticmethod
+    def _addrs_of(message: Any) -> list[str]:
+        out = []
+        for raw in list(message.ObsAddrs)[:16]:
+            with contextlib.suppress(Exception):
+                out.append(str(multiaddr.Multiaddr(raw)))
+        return out
+
+    async def _upgrade(self, stream: trio.SocketStream, peer: ID, initiator: bool) -> INetConn:
+        raw = RawConnection(TrioTCPStream(stream), initiator)
+        swarm: Any = self.host.get_network()
+        if initiator:
+            conn: INetConn = await swarm.upgrade_outbound_raw_conn(raw, peer)
+            return conn
+        remote = stream.socket.getpeername()
+        await swarm.upgrade_inbound_raw_conn(
+            raw, multiaddr.Multiaddr(f"/ip4/{remote[0]}/tcp/{remote[1]}")
+        )
+        direct = self._direct(peer)
+        if not direct:
+            raise errors.DialError(
+                peer.to_base58(), [], "the upgraded connection is not from the peer"
+            )
+        return direct[-1]
+
+    # ---------------------------------------------------------------- B: drive
+    async def attempt_hole_punch(
+        self, remote_peer_id: str | ID, relay_peer_id: str | ID | None = None
+    ) -> bool:
+        """Upgrade the relayed connection with ``remote_peer_id`` to a direct one; True when a
+        direct connection exists afterwards. Outcomes are in ``results``."""
+        peer = remote_peer_id if isinstance(remote_peer_id, ID) else ID.from_base58(remote_peer_id)
+        relay = relay_peer_id.to_base58() if isinstance(relay_peer_id, ID) else relay_peer_id
+        key = peer.to_base58()
+        if self._direct(peer):
+            return True
+        if key in self._active:
+            return False
+        self._active.add(key)
+        started = time.perf_counter()
+        try:
+            return await self._drive(peer, key, relay, started)
+        finally:
+            self._active.discard(key)
+
+    async def _drive(self, peer: ID, key: str, relay: str | None, started: float) -> bool:
+        def done(
+            outcome: str,
+            reason: str,
+            attempts: int,
+            rtt: float | None = None,
+            remote: Sequence[str] = (),
+            local: Sequence[str] = (),
+        ) -> bool:
+            ok = outcome in ("success", "direct_dial")
+            self._record(
+                HolePunchResult(
+                    utcnow(),
+                    key,
+                    relay,
+                    "initiator",
+                    "tcp",
+                    attempts,
+                    None if rtt is None else round(rtt * 1000, 2),
+                    round((time.perf_counter() - started) * 1000, 1) if ok else None,
+                    outcome,
+                    reason,
+                    tuple(remote),
+                    tuple(local),
+                )
+            )
+            if ok:
+                self._after_success(peer)
+            return ok
+
+        # 1. Unilateral upgrade: A advertises a public address we can just dial.
+        known = [str(a) for a in self.host.get_peerstore().addrs(peer)]
+        public = [
+            a
+            for a in known
+            if "/p2p-circuit" not in a and _tcp_targets([a]) and _public_ip(a.split("/")[2])
+        ]
+        if public:
+            try:
+                with trio.fail_after(self.dial_timeout):
+                    unblock = getattr(self.host.get_network(), "unblock_peer", None)
+                    if callable(unblock):
+                        unblock(peer)
+                    await self.host.get_network().dial_peer(peer)  # type: ignore[attr-defined]
+            except Exception as exc:
+                logger.debug("DCUtR: unilateral dial to %s failed: %s", key, exc)
+            if self._direct(peer):
+                return done("direct_dial", "the peer was reachable directly", 0, remote=public)
+        # 2. The protocol, on the relayed connection.
+        if not self._relayed(peer):
+            return done("error", "no relayed connection to upgrade", 0)
+        if not self._ips():
+            return done(
+                "no_addresses",
+                "this node knows no public address of its own (no observations yet)",
+                0,
+            )
+        try:
+            with trio.fail_after(STREAM_TIMEOUT):
+                stream = await self.host.new_stream(peer, [DCUTR_PROTOCOL])
+        except Exception as exc:
+            return done("error", f"could not open the DCUtR stream: {type(exc).__name__} {exc}", 0)
+        reasons = []
+        rtt = None
+        remote: list[str] = []
+        local: list[str] = []
+        try:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                punch = await _Punch.open()
+                try:
+                    local = self._obs_addrs(punch.port)
+                    sent = time.perf_counter()
+                    await self._send(stream, CONNECT, local)
+                    reply = await self._receive(stream)
+                    rtt = time.perf_counter() - sent
+                    if reply.type != CONNECT:
+                        self.dropped["unexpected"] += 1
+                        return done(
+                            "error", "the peer did not answer CONNECT", attempt, rtt, remote, local
+                        )
+                    remote = self._addrs_of(reply)
+                    targets = _tcp_targets(remote)
+                    if not targets:
+                        return done(
+                            "no_addresses",
+                            "the peer sent no TCP address to dial",
+                            attempt,
+                            rtt,
+                            remote,
+                            local,
+                        )
+                    await self._send(stream, SYNC)
+                    await trio.sleep(rtt / 2)
+                    try:
+                        sock_stream = await punch.connect(targets[0], self.dial_timeout)
+                    except trio.TooSlowError:
+                        host_, port_ = targets[0]
+                        reasons.append(
+                            f"attempt {attempt}: no answer from {host_}:{port_}"
+                            f" within {self.dial_timeout:g} s"
+                        )
+                        continue
+                    except OSError as exc:
+                        reasons.append(f"attempt {attempt}: {exc.strerror or exc}")
+                        continue
+                    await self._upgrade(sock_stream, peer, initiator=True)
+                    punch.owned = False  # the connection owns the socket now
+                    return done(
+                        "success",
+                        f"direct TCP connection on attempt {attempt}",
+                        attempt,
+                        rtt,
+                        remote,
+                        local,
+                    )
+                except (trio.TooSlowError, Exception) as exc:
+                    if self._direct(peer):
+                        return done(
+                            "success",
+                            f"direct connection (attempt {attempt})",
+                            attempt,
+                            rtt,
+                            remote,
+                            local,
+                        )
+                    reasons.append(f"attempt {attempt}: {type(exc).__name__} {exc}".strip())
+                finally:
+                    punch.close()
+            hint = ""
+            if len(reasons) == MAX_ATTEMPTS and all("no answer" in r for r in reasons):
+                hint = (
+                    " (no packet got through: a NAT that maps each destination to a new"
+                    " port, a symmetric NAT, is suspected)"
+                )
+            return done("failed", "; ".join(reasons) + hint, MAX_ATTEMPTS, rtt, remote, local)
+        finally:
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(2),
+                contextlib.suppress(Exception),
+            ):
+                await stream.close()
+
+    # ---------------------------------------------------------------- A: answer
+    async def _handle(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        key = peer.to_base58()
+        started = time.perf_counter()
+        attempts = 0
+        remote: list[str] = []
+        local: list[str] = []
+        reasons = []
+        try:
+            while attempts < MAX_ATTEMPTS:
+                try:
+                    message = await self._receive(stream)
+                except Exception:
+                    break  # B is done (or gone)
+                if message.type != CONNECT:
+                    self.dropped["unexpected"] += 1
+                    break
+                attempts += 1
+                remote = self._addrs_of(message)
+                punch = await _Punch.open()
+                try:
+                    local = self._obs_addrs(punch.port)
+                    await self._send(stream, CONNECT, local)
+                    sync = await self._receive(stream)
+                    if sync.type != SYNC:
+                        self.dropped["unexpected"] += 1
+                        break
+                    targets = _tcp_targets(remote)
+                    if not targets:
+                        reasons.append("no TCP address from the peer")
+                        continue
+                    try:
+                        sock_stream = await punch.connect(targets[0], self.dial_timeout)
+                    except (trio.TooSlowError, OSError) as exc:
+                        reasons.append(f"attempt {attempts}: {type(exc).__name__}")
+                        continue
+                    await self._upgrade(sock_stream, peer, initiator=False)
+                    punch.owned = False
+                    self._record(
+                        HolePunchResult(
+                            utcnow(),
+                            key,
+                            None,
+                            "responder",
+                            "tcp",
+                            attempts,
+                            None,
+                            round((time.perf_counter() - started) * 1000, 1),
+                            "success",
+                            f"direct TCP connection on attempt {attempts}",
+                            tuple(remote),
+                            tuple(local),
+                        )
+                    )
+                    self._after_success(peer)
+                    return
+                except Exception as exc:
+                    reasons.append(f"attempt {attempts}: {type(exc).__name__} {exc}".strip())
+                finally:
+                    punch.close()
+            if attempts:
+                self._record(
+                    HolePunchResult(
+                        utcnow(),
+                        key,
+                        None,
+                        "responder",
+                        "tcp",
+                        attempts,
+                        None,
+                        None,
+                        "failed",
+                        "; ".join(reasons) or "the initiator gave up",
+                        tuple(remote),
+                        tuple(local),
+                    )
+                )
+        finally:
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(2),
+                contextlib.suppress(Exception),
+            ):
+                await stream.close()
+
+
+__all__ = ["DCUTR_PROTOCOL", "HOLE_PUNCH_COLUMNS", "DCUtR", "HolePunchResult"]
