@@ -1,0 +1,103 @@
+"""DCUtR on the NAT lab: relayed connections upgraded to direct ones by hole punching."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import ucsdk.lab
+
+pytestmark = pytest.mark.lab
+
+DEFAULTS = {
+    "connection_timeout": 3.0,
+    "autonat_min_agreement": 1,  # one public server in these labs
+    "pubsub_announce_interval": 1.0,
+}
+
+
+def _wait(predicate, timeout: float, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def _build(lab: ucsdk.lab.Lab, nat_a: str, nat_b: str) -> tuple[ucsdk.lab.LabHost, ...]:
+    relay = lab.add_public_host("relay", enable_relay_server=True)
+    a = lab.add_host("a", nat=nat_a)
+    b = lab.add_host("b", nat=nat_b)
+    lab.wait_ready()
+    a.node.connect(relay.multiaddr())
+    b.node.connect(relay.multiaddr())
+    # AutoNAT says private, so b reserves on the relay by itself.
+    assert _wait(lambda: len(b.node.reservations()) == 1, 30, 0.2), b.node.events()
+    return relay, a, b
+
+
+def _links(node: ucsdk.lab.LabNode, peer: str) -> list[bool]:
+    conns = node.connections()
+    return [bool(r) for r in conns[conns["peer_id"] == peer]["relayed"]]
+
+
+def test_cone_nats_upgrade_to_direct_over_tcp_quickly(lab_required: None) -> None:
+    with ucsdk.lab.Lab(node_defaults=DEFAULTS) as lab:
+        _, a, b = _build(lab, "port_restricted", "port_restricted")
+        circuit = next(x for x in b.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in x)
+        a.node.connect(f"{circuit}/p2p/{b.node.peer_id}")
+        assert _wait(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.connections()
+        punches = b.node.hole_punches()
+        row = punches.iloc[-1]
+        assert (row["role"], row["transport"], row["outcome"]) == ("initiator", "tcp", "success")
+        assert row["attempts"] == 1
+        assert row["time_to_direct_ms"] < 1000, row  # from starting DCUtR to direct
+        assert row["rtt_ms"] > 0
+        assert a.node.hole_punches().iloc[-1]["outcome"] == "success"  # the responder's view
+        # The relayed leg is gone; the direct one carries traffic through both NATs.
+        assert a.node.ping(b.node.peer_id, count=2)
+        conns = a.node.connections()
+        direct = conns[conns["peer_id"] == b.node.peer_id].iloc[0]
+        assert direct["remote_addr"].startswith(f"/ip4/{b.public_ip}/tcp/")
+        assert b.node.metrics().dcutr_success_rate == 1.0
+
+
+def test_symmetric_nat_defeats_the_punch_and_the_peers_stay_relayed(lab_required: None) -> None:
+    with ucsdk.lab.Lab(node_defaults=DEFAULTS) as lab:
+        _, a, b = _build(lab, "symmetric", "port_restricted")
+        circuit = next(x for x in b.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in x)
+        a.node.connect(f"{circuit}/p2p/{b.node.peer_id}")
+        assert _wait(lambda: len(b.node.hole_punches()) > 0, 40, 0.2)
+        row = b.node.hole_punches().iloc[-1]
+        assert row["outcome"] == "failed" and row["attempts"] == 3
+        assert "symmetric NAT" in row["reason"]
+        assert _links(a.node, b.node.peer_id) == [True]  # still reachable, through the relay
+        assert a.node.ping(b.node.peer_id, count=1)
+        assert b.node.metrics().dcutr_success_rate == 0.0
+
+
+def test_the_seed_flow_dial_peer_ends_direct(lab_required: None) -> None:
+    """``dial_peer(peer_id, use_relay=True)`` from one NATed peer to another: the direct
+    dial fails (NAT), the relay works, DCUtR upgrades, metrics say so."""
+    with ucsdk.lab.Lab(node_defaults=DEFAULTS) as lab:
+        _, a, b = _build(lab, "port_restricted", "double")
+
+        def knows_circuit() -> bool:
+            peers = a.node.peers()
+            row = peers[peers["peer_id"] == b.node.peer_id]
+            return bool(len(row)) and any("/p2p-circuit" in x for x in row.iloc[0]["multiaddrs"])
+
+        assert _wait(knows_circuit, 20, 0.2)  # through pubsub discovery
+        assert a.node.dial_peer(b.node.peer_id, use_relay=True, timeout=30)
+        assert _wait(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.events()
+        # The relayed leg closes after a short grace period.
+        assert _wait(lambda: a.node.metrics().relay_connections == 0, 10)
+        metrics = a.node.metrics()
+        assert metrics.direct_connections == 2  # the relay and b
+        assert metrics.total_connections_established >= 3  # relay, relayed b, direct b
+        events = a.node.events()
+        kinds = list(events["kind"])
+        assert "dial_succeeded" in kinds and "hole_punch" in kinds
+        assert b.node.metrics().dcutr_success_rate == 1.0
