@@ -577,16 +577,27 @@ class UniversalConnectivityManager(Service):
         logger.debug("dropped invalid input from %s: %s", peer_id or "network", what)
         self._touch()
 
-    def _record_for(self, peer_id: str) -> tuple[PeerRecord, bool]:
+    def _record_for(self, peer_id: str, *, pending: bool = False) -> tuple[PeerRecord, bool]:
         record = self._peers.get(peer_id)
         if record is not None:
+            if record.pending and not pending:
+                self._confirm(record, "discovery")
             return record, False
         if len(self._peers) >= self.config.max_discovered_peers:
             self._evict_stalest()
         record = PeerRecord(peer_id)
+        record.pending = pending
         self._peers[peer_id] = record
-        self._discovered_total += 1
+        if not pending:
+            self._discovered_total += 1
         return record, True
+
+    def _confirm(self, record: PeerRecord, how: str) -> None:
+        """A peer known only from an inbound connection turned out to be a real peer."""
+        record.pending = False
+        self._discovered_total += 1
+        self._record("peer_discovered", record.peer_id, f"via inbound connection ({how})")
+        self._call_user(self.config.on_peer_discovered, record.snapshot())
 
     def _evict_stalest(self) -> None:
         """Make room in the bounded table: drop the peer heard of longest ago (not connected)."""
@@ -655,7 +666,7 @@ class UniversalConnectivityManager(Service):
                 with contextlib.suppress(Exception):
                     relay_id = parse_circuit(remote)[1]
             self._nursery.start_soon(self._upgrade_relayed, conn.muxed_conn.peer_id, relay_id)
-        record, is_new = self._record_for(peer_id)
+        record, is_new = self._record_for(peer_id, pending=direction == "inbound")
         record.connections += 1
         record.relayed_connections += int(relayed)
         record.transport = transport
@@ -664,7 +675,7 @@ class UniversalConnectivityManager(Service):
         elif direction == "inbound" and not record.sources:
             record.add_addrs([], "inbound")
         self._established += 1
-        if is_new:
+        if is_new and not record.pending:
             self._record("peer_discovered", peer_id, f"via {direction} connection")
             self._call_user(self.config.on_peer_discovered, record.snapshot())
         self._record("connected", peer_id, f"{direction} {transport} {remote}")
@@ -721,6 +732,9 @@ class UniversalConnectivityManager(Service):
             record.relayed_connections = max(0, record.relayed_connections - int(known.relayed))
             record.last_seen = utcnow()
         self._record("disconnected", known.peer_id, f"{known.transport} {known.remote_addr}")
+        if record is not None and record.pending and record.connections == 0:
+            # Never said who it was (e.g. an AutoNAT server's dial-back host): forget it.
+            del self._peers[known.peer_id]
         self._call_user(self.config.on_connection_closed, known.peer_id, known.remote_addr)
 
     async def _wait_for_host_identify(self, peer_id: ID) -> None:
@@ -758,6 +772,8 @@ class UniversalConnectivityManager(Service):
         record = self._peers.get(peer_id.to_base58())
         if record is None:
             return
+        if record.pending:
+            self._confirm(record, "identified")
         record.agent_version = message.agent_version or None
         record.protocols = tuple(sorted(str(p) for p in message.protocols))[:256]
         listen: list[str] = []

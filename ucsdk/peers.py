@@ -121,6 +121,9 @@ class PeerRecord:
         self.agent_version: str | None = None
         self.protocols: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
+        self.pending = False
+        """Known only from an inbound connection, not yet identified: not counted as
+        discovered until identify says who it is (an AutoNAT dial-back never is)."""
 
     def add_addrs(self, addrs: Iterable[str], source: str | None) -> bool:
         """Merge addresses and a source; return True when something new was learnt."""
