@@ -101,3 +101,20 @@ def test_the_seed_flow_dial_peer_ends_direct(lab_required: None) -> None:
         kinds = list(events["kind"])
         assert "dial_succeeded" in kinds and "hole_punch" in kinds
         assert b.node.metrics().dcutr_success_rate == 1.0
+
+
+def test_the_nat_traversal_guide_example_runs(lab_required: None) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "nat_traversal_lab.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "E_DIAL_ERROR" in out and "private" in out
+    assert "initiator       tcp         1" in out and "success" in out
+    assert "carol's hole punch with alice: failed after 3 attempts" in out
+    assert "symmetric NAT" in out
