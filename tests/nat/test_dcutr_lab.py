@@ -104,6 +104,7 @@ def test_the_seed_flow_dial_peer_ends_direct(lab_required: None) -> None:
 
 
 def test_the_nat_traversal_guide_example_runs(lab_required: None) -> None:
+    import re
     import subprocess
     import sys
     from pathlib import Path
@@ -115,6 +116,6 @@ def test_the_nat_traversal_guide_example_runs(lab_required: None) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "E_DIAL_ERROR" in out and "private" in out
-    assert "initiator       tcp         1" in out and "success" in out
+    assert re.search(r"initiator\s+tcp\s+1\s+\S+\s+\S+\s+success", out), out
     assert "carol's hole punch with alice: failed after 3 attempts" in out
     assert "symmetric NAT" in out
