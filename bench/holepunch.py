@@ -58,8 +58,15 @@ def _wait(predicate: Any, timeout: float, step: float = 0.05) -> bool:
     return bool(predicate())
 
 
-def _circuit(host: LabHost) -> str:
+def _circuit(host: LabHost, relay: LabHost) -> str:
     res = host.node.reservations()
+    if res.empty:
+        # Say why (the events name it), then reserve again: the trial still runs.
+        events = host.node.events()
+        gone = events[events["kind"].str.startswith(("relay_", "disconnected"))].tail(3)
+        print(f"    {host.name} lost its reservation:\n{gone.to_string()}", file=sys.stderr)
+        host.node.reserve(relay.multiaddr())
+        res = host.node.reservations()
     addr = next(x for x in res.iloc[0]["circuit_addrs"] if "/tcp/" in x)
     return f"{addr}/p2p/{host.node.peer_id}"
 
@@ -90,12 +97,12 @@ def measure_pair(name: str, trials: int) -> dict[str, Any]:
             if not _wait(lambda h=h: len(h.node.reservations()) == 1, 40, 0.2):
                 raise RuntimeError(f"{h.name} got no reservation: {h.node.events().tail()}")
         # Relayed round trip, side by side (b2 never upgrades).
-        a.node.connect(_circuit(b2))
+        a.node.connect(_circuit(b2, relay))
         relayed_rtt = statistics.median(a.node.ping(b2.node.peer_id, count=5))
         outcomes, times, attempts, reasons, direct_rtts = [], [], [], Counter(), []
         for _ in range(trials):
             before = len(b.node.hole_punches())
-            a.node.connect(_circuit(b), timeout=30)
+            a.node.connect(_circuit(b, relay), timeout=30)
             if not _wait(lambda before=before: len(b.node.hole_punches()) > before, 60, 0.1):
                 outcomes.append(False)
                 reasons["no DCUtR outcome within 60 s"] += 1

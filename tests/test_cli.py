@@ -56,6 +56,11 @@ def test_demo_discovers_pings_and_cleans_up() -> None:
         relay_row = next(line for line in grid.splitlines() if line.startswith("relay"))
         # relay cannot dial the hosts behind NAT, but reaches the port-forwarded one
         assert relay_row.split()[1:] == ["no", "yes", "no", "yes", "-", "no"], grid
+        traversal = out.split("=== NAT traversal in the lab", 1)[1]
+        punches = traversal.split("DCUtR hole punches", 1)[1].split("\n\n", 1)[0]
+        bob = next(line for line in punches.splitlines() if line.strip().startswith("bob"))
+        carol = next(line for line in punches.splitlines() if line.strip().startswith("carol"))
+        assert "success" in bob and "failed" in carol, punches
     else:
         assert "skipped: the NAT lab needs" in lab_part
         assert os.environ.get("UCSDK_REQUIRE_LAB") != "1"
@@ -122,7 +127,7 @@ def test_node_once_prints_ready_and_exits() -> None:
 def test_lab_lists_scenarios() -> None:
     result = _run("lab", "--list")
     assert result.returncode == 0, result.stderr
-    for name in ("home", "symmetric", "cgnat", "all-nats"):
+    for name in ("home", "symmetric", "cgnat", "all-nats", "traversal"):
         assert re.search(rf"^{name}\s", result.stdout, re.MULTILINE)
 
 

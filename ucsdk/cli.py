@@ -279,7 +279,7 @@ def _say(text: str) -> None:
 def _demo_lab() -> None:
     """The NAT lab part of the demo: real NAT in network namespaces (root only)."""
     from ucsdk.lab import check_requirements
-    from ucsdk.lab.scenarios import format_report, run_scenario
+    from ucsdk.lab.scenarios import format_report, format_traversal, run_scenario, run_traversal
 
     print("\n=== The NAT lab: real NAT in Linux network namespaces ===", flush=True)
     try:
@@ -290,6 +290,10 @@ def _demo_lab() -> None:
     report = run_scenario("all-nats", say=_say)
     print()
     print(format_report(report))
+    print("\n=== NAT traversal in the lab: AutoNAT, Circuit Relay v2, DCUtR ===", flush=True)
+    traversal = run_traversal(say=_say)
+    print()
+    print(format_traversal(traversal))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -299,19 +303,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _demo_swarm(args.nodes)
     if not args.no_lab:
         _demo_lab()
-    print("\nNot in this demo yet: NAT traversal (AutoNAT, relay, DCUtR).")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return EXIT_OK
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
     from ucsdk.lab import Lab
-    from ucsdk.lab.scenarios import SCENARIOS, format_report, run_scenario
+    from ucsdk.lab.scenarios import (
+        SCENARIOS,
+        TRAVERSAL_HOSTS,
+        format_report,
+        format_traversal,
+        run_scenario,
+        run_traversal,
+    )
 
     if args.list or args.scenario is None:
         for name, (description, hosts) in sorted(SCENARIOS.items()):
             kinds = ", ".join(f"{h}:{nat.value}" for h, nat in hosts)
             print(f"{name:10s} {description}\n{'':10s} hosts {kinds}")
+        kinds = ", ".join(f"{h}:{nat.value}" for h, nat in TRAVERSAL_HOSTS)
+        print(f"{'traversal':10s} AutoNAT, relay reservations and DCUtR hole punching")
+        print(f"{'':10s} hosts {kinds}")
+        return EXIT_OK
+    if args.scenario == "traversal":
+        lab = Lab(
+            "traversal",
+            keep_logs=args.keep_logs,
+            node_defaults={"connection_timeout": 3.0, "autonat_min_agreement": 1},
+        )
+        try:
+            say = (lambda text: print(f"    {text}", file=sys.stderr)) if args.json else _say
+            traversal = run_traversal(say=say, lab=lab)
+            if args.json:
+                for key in ("autonat", "reservations", "hole_punches", "connections"):
+                    frame = getattr(traversal, key)
+                    print(json.dumps({key: json.loads(frame.to_json(orient="records"))}))
+            else:
+                print()
+                print(format_traversal(traversal))
+        finally:
+            lab.stop()
         return EXIT_OK
     lab = Lab(args.scenario, keep_logs=args.keep_logs)
     try:

@@ -230,3 +230,22 @@ def test_multiaddr_helpers_round_trip() -> None:
     multiaddr.Multiaddr(
         circuit_addr("/ip4/1.2.3.4/tcp/1", "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
     )
+
+
+def test_reservations_are_refreshed_before_they_expire() -> None:
+    async def main() -> None:
+        async with hosts(2) as (relay, b):
+            server = CircuitRelayServer(relay, reservation_ttl=4)
+            cb = CircuitRelayClient(b)
+            await server.start()
+            await cb.start()
+            first = await cb.make_reservation(relay.get_id(), relay_addr(relay))
+            await trio.sleep(6)  # longer than the reservation lives
+            current = cb.reservations[relay.get_id().to_base58()]
+            assert current.refreshed >= 1 and current.expire > first.expire
+            assert server.stats["reservation_renewed"] >= 1, (server.stats, cb.stats)
+            assert b.get_id().to_base58() in server.reservations
+            await cb.stop()
+            await server.stop()
+
+    trio.run(main)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -143,5 +144,120 @@ def format_report(report: ScenarioReport) -> str:
         + nat[["host", "router", "proto", "state", "inside", "destination", "mapped_to"]].to_string(
             index=False
         )
+    )
+    return "\n\n".join(out)
+
+
+@dataclass
+class TraversalReport:
+    """What :func:`run_traversal` saw: AutoNAT, the relay and DCUtR at work."""
+
+    autonat: pd.DataFrame
+    reservations: pd.DataFrame
+    hole_punches: pd.DataFrame
+    connections: pd.DataFrame
+
+
+TRAVERSAL_HOSTS = [
+    ("relay", NatType.NONE),
+    ("alice", NatType.PORT_RESTRICTED),
+    ("bob", NatType.PORT_RESTRICTED),
+    ("carol", NatType.SYMMETRIC),
+]
+
+
+def run_traversal(
+    *, say: Callable[[str], None] = lambda _: None, lab: Lab | None = None
+) -> TraversalReport:
+    """NAT traversal end to end: AutoNAT finds bob and carol private, they reserve on the
+    relay, alice reaches both through it, DCUtR makes alice-bob direct and fails (with its
+    reason) for carol behind a symmetric NAT."""
+    import time
+
+    own = lab is None
+    lab = lab or Lab(
+        "traversal", node_defaults={"connection_timeout": 3.0, "autonat_min_agreement": 1}
+    )
+
+    def wait(predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate():
+            time.sleep(0.1)
+        return predicate()
+
+    try:
+        lab.start()
+        say("building: a public relay; alice, bob behind home routers; carol behind symmetric NAT")
+        hosts = {}
+        for name, nat in TRAVERSAL_HOSTS:
+            extra = {"enable_relay_server": True} if nat is NatType.NONE else {}
+            hosts[name] = lab.add_host(name, nat=nat, **extra)
+        lab.wait_ready()
+        relay, alice, bob, carol = (hosts[n] for n, _ in TRAVERSAL_HOSTS)
+        for h in (alice, bob, carol):
+            h.node.connect(relay.multiaddr())
+        say("AutoNAT: the relay dials each NATed peer back ...")
+        if not wait(lambda: all(len(h.node.reservations()) == 1 for h in (bob, carol)), 40):
+            raise errors.LabError("traversal", "NoReservation", "bob or carol did not reserve")
+        autonat = pd.concat(
+            [h.node.autonat_reports().assign(host=h.name) for h in (alice, bob, carol)],
+            ignore_index=True,
+        )
+        reservations = pd.concat(
+            [h.node.reservations().assign(host=h.name) for h in (bob, carol)], ignore_index=True
+        )
+        for target in (bob, carol):
+            say(f"alice dials {target.name} through the relay; {target.name} starts DCUtR ...")
+            circuit = next(
+                a for a in target.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in a
+            )
+            alice.node.connect(f"{circuit}/p2p/{target.node.peer_id}")
+            punched = target.node
+
+            def has_punched(node: Any = punched) -> bool:
+                return len(node.hole_punches()) > 0
+
+            wait(has_punched, 60)
+        time.sleep(1.5)  # the relayed leg closes after a grace period
+        punches = pd.concat(
+            [h.node.hole_punches().assign(host=h.name) for h in (bob, carol)], ignore_index=True
+        )
+        names = {h.node.peer_id: h.name for h in hosts.values()}
+        conns = alice.node.connections()
+        conns.insert(0, "peer", conns["peer_id"].map(names))
+        return TraversalReport(autonat, reservations, punches, conns)
+    finally:
+        if own:
+            lab.stop()
+
+
+def format_traversal(report: TraversalReport) -> str:
+    """The traversal report as text for a terminal."""
+    out = []
+    auto = report.autonat[["host", "status", "nat_status_after", "status_text"]].copy()
+    auto["status_text"] = auto["status_text"].str.slice(0, 70)
+    out.append(
+        "AutoNAT (the relay dialled each peer back on a fresh connection):\n"
+        + auto.to_string(index=False)
+    )
+    res = report.reservations.copy()
+    res["circuit"] = res["circuit_addrs"].map(lambda a: next((x for x in a if "/tcp/" in x), ""))
+    out.append(
+        "Relay reservations (made because AutoNAT said private):\n"
+        + res[["host", "circuit", "voucher_valid", "limit_duration", "limit_data"]].to_string(
+            index=False
+        )
+    )
+    punch = report.hole_punches.copy()
+    punch["reason"] = punch["reason"].map(lambda r: str(r).split("; ")[-1][:90])
+    out.append(
+        "DCUtR hole punches (driven by the peer alice reached through the relay):\n"
+        + punch[
+            ["host", "transport", "attempts", "rtt_ms", "time_to_direct_ms", "outcome", "reason"]
+        ].to_string(index=False)
+    )
+    out.append(
+        "alice's connections afterwards:\n"
+        + report.connections[["peer", "remote_addr", "transport", "relayed"]].to_string(index=False)
     )
     return "\n\n".join(out)

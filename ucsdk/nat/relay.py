@@ -554,6 +554,7 @@ class CircuitRelayClient(Service):
         self.dropped: collections.Counter[str] = collections.Counter()
         self._nursery: trio.Nursery | None = None
         self._original_get_addrs: Any = None
+        self._changed: trio.Event | None = None
 
     async def _on_start(self) -> None:
         self.host.set_stream_handler(STOP_PROTOCOL, self._handle_stop)
@@ -570,15 +571,32 @@ class CircuitRelayClient(Service):
 
     async def _run(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        refreshing: set[str] = set()
+
+        async def refresh(relay: str) -> None:
+            try:
+                await self._refresh(relay)
+            finally:
+                refreshing.discard(relay)
+
         while True:
-            await trio.sleep(5)
+            lifetimes = [r.expire - r.granted_at.timestamp() for r in self.reservations.values()]
+            self._changed = trio.Event()
+            with trio.move_on_after(max(0.5, min([5.0, *(t / 4 for t in lifetimes)]))):
+                await self._changed.wait()  # a new reservation: plan its refresh now
             for relay, res in list(self.reservations.items()):
                 connected = self.host.get_network().connections.get(ID.from_base58(relay))
                 if not connected:
                     del self.reservations[relay]
                     self._event("reservation_lost", relay, "the relay disconnected")
-                elif res.expires_in < min(300, res.expire - res.granted_at.timestamp()) / 2:
-                    nursery.start_soon(self._refresh, relay)
+                elif (
+                    relay not in refreshing
+                    and res.expires_in < min(300, res.expire - res.granted_at.timestamp()) / 2
+                ):
+                    # Refresh in the second half of the reservation's life (at most 5 min
+                    # before it ends).
+                    refreshing.add(relay)
+                    nursery.start_soon(refresh, relay)
 
     async def _on_stop(self) -> None:
         self._nursery = None
@@ -657,8 +675,13 @@ class CircuitRelayClient(Service):
             int(reply.limit.data) if reply.HasField("limit") else None,
             voucher_valid,
         )
-        renewed = relay_text in self.reservations
+        previous = self.reservations.get(relay_text)
+        renewed = previous is not None
+        if previous is not None:
+            res.refreshed = previous.refreshed
         self.reservations[relay_text] = res
+        if self._changed is not None:
+            self._changed.set()
         self._event(
             "reservation_renewed" if renewed else "reservation_made",
             relay_text,
