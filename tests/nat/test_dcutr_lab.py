@@ -119,3 +119,25 @@ def test_the_nat_traversal_guide_example_runs(lab_required: None) -> None:
     assert re.search(r"initiator\s+tcp\s+1\s+\S+\s+\S+\s+success", out), out
     assert "carol's hole punch with alice: failed after 3 attempts" in out
     assert "symmetric NAT" in out
+
+
+def test_holepunch_benchmark_quick_run(lab_required: None, tmp_path: object) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "holepunch.py"
+    out = Path(str(tmp_path)) / "hp.json"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--trials", "2", "--pairs", "cone/cone", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    tcp, quic = json.loads(out.read_text())
+    assert (tcp["pair"], tcp["transport"], tcp["trials"]) == ("cone/cone", "tcp", 2)
+    assert tcp["success_rate"] == 1.0
+    assert tcp["relayed_rtt_ms"] > 0 and tcp["direct_rtt_ms"] > 0
+    assert quic["transport"] == "quic" and "not implemented" in quic["failure_reason"]
