@@ -307,6 +307,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_frames(report: object, keys: Sequence[str]) -> None:
+    """One JSON line per DataFrame attribute of a lab report: ``{"name": [rows]}``."""
+    for key in keys:
+        frame = getattr(report, key)
+        print(json.dumps({key: json.loads(frame.to_json(orient="records"))}))
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from ucsdk.lab import Lab
     from ucsdk.lab.scenarios import (
@@ -336,9 +343,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             say = (lambda text: print(f"    {text}", file=sys.stderr)) if args.json else _say
             traversal = run_traversal(say=say, lab=lab)
             if args.json:
-                for key in ("autonat", "reservations", "hole_punches", "connections"):
-                    frame = getattr(traversal, key)
-                    print(json.dumps({key: json.loads(frame.to_json(orient="records"))}))
+                _print_frames(traversal, ("autonat", "reservations", "hole_punches", "connections"))
             else:
                 print()
                 print(format_traversal(traversal))
@@ -350,9 +355,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
         say = (lambda text: print(f"    {text}", file=sys.stderr)) if args.json else _say
         report = run_scenario(args.scenario, say=say, lab=lab)
         if args.json:
-            for key in ("topology", "reachability", "mapping", "relay_view", "nat_tables"):
-                frame = getattr(report, key)
-                print(json.dumps({key: json.loads(frame.to_json(orient="records"))}))
+            _print_frames(
+                report, ("topology", "reachability", "mapping", "relay_view", "nat_tables")
+            )
         else:
             print()
             print(format_report(report))

@@ -111,10 +111,12 @@ class ConnectivityConfig:
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
     # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
-    # relay server applies (go-libp2p's defaults: 2 minutes, 128 KiB each way).
+    # relay server applies. go-libp2p uses 2 minutes and 128 KiB, for connections that carry
+    # only a few protocols; ucsdk runs discovery over relayed connections too (about 4 KB/s
+    # in the lab with 1 s announcements), so its data limit is 1 MiB each way.
     relay_auto_reserve: bool = True
     relay_limit_duration: int = 120
-    relay_limit_data: int = 131072
+    relay_limit_data: int = 1048576
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True

@@ -47,7 +47,7 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
@@ -55,6 +55,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
+from ucsdk.nat._conn import connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import AutoNATMessage
 
 logger = logging.getLogger("UniversalConnectivity.autonat")
@@ -74,19 +75,6 @@ STATUS_NAMES = {
     E_BAD_REQUEST: "E_BAD_REQUEST",
     E_INTERNAL_ERROR: "E_INTERNAL_ERROR",
 }
-
-REPORT_COLUMNS = [
-    "time",
-    "server",
-    "status",
-    "status_text",
-    "dialed_addr",
-    "asked_addrs",
-    "ms",
-    "nat_status_after",
-    "confidence_after",
-]
-SERVED_COLUMNS = ["time", "client", "observed_ip", "status", "status_text", "dialed_addr"]
 
 
 def utcnow() -> datetime:
@@ -138,34 +126,6 @@ class _RateLimit:
         return True
 
 
-def _ip_of(addr: multiaddr.Multiaddr) -> str | None:
-    for proto in ("ip4", "ip6"):
-        try:
-            return str(addr.value_for_protocol(proto))
-        except Exception:
-            continue
-    return None
-
-
-def connection_of(host: IHost, stream: INetStream) -> INetConn | None:
-    """The swarm connection a stream runs on."""
-    peer = stream.muxed_conn.peer_id
-    for conn in host.get_network().connections.get(peer, []):
-        if conn.muxed_conn is stream.muxed_conn:
-            return conn
-    return None
-
-
-def remote_address(conn: INetConn | None) -> multiaddr.Multiaddr | None:
-    if conn is None:
-        return None
-    try:
-        addrs = conn.get_transport_addresses()
-    except Exception:
-        return None
-    return addrs[0] if addrs else None
-
-
 def dialable_for(
     addrs: Iterable[multiaddr.Multiaddr], observed_ip: str
 ) -> list[multiaddr.Multiaddr]:
@@ -181,7 +141,7 @@ def dialable_for(
     out = []
     for addr in addrs:
         text = str(addr)
-        if "/p2p-circuit" in text or _ip_of(addr) != observed_ip:
+        if "/p2p-circuit" in text or ip_of(addr) != observed_ip:
             continue
         if "/tcp/" not in text and "/quic-v1" not in text:
             continue
@@ -331,9 +291,9 @@ class AutoNAT(Service):
             return E_BAD_REQUEST, "expected a DIAL message", None, None
         conn = connection_of(self.host, stream)
         remote = remote_address(conn)
-        if remote is None or "/p2p-circuit" in str(remote) or _is_relayed(conn):
+        if remote is None or "/p2p-circuit" in str(remote) or is_relayed(conn):
             return E_DIAL_REFUSED, "request over a relayed connection", None, None
-        observed_ip = _ip_of(remote)
+        observed_ip = ip_of(remote)
         if observed_ip is None:
             return E_DIAL_REFUSED, "no observed IP for this connection", None, None
         claimed = request.dial.peer.id
@@ -516,7 +476,7 @@ class AutoNAT(Service):
         found = []
         peerstore = self.host.get_peerstore()
         for peer, conns in list(self.host.get_network().connections.items()):
-            if not conns or all(_is_relayed(c) for c in conns):
+            if not conns or all(is_relayed(c) for c in conns):
                 continue
             try:
                 if peerstore.supports_protocols(peer, [str(AUTONAT_PROTOCOL)]):
@@ -563,18 +523,8 @@ async def _close_quietly(thing: Any, timeout: float) -> None:
         await thing.close()
 
 
-def _is_relayed(conn: INetConn | None) -> bool:
-    remote = remote_address(conn)
-    if remote is not None and "/p2p-circuit" in str(remote):
-        return True
-    kind = getattr(conn, "get_connection_type", None)
-    return bool(callable(kind) and "RELAY" in str(kind()).upper())
-
-
 __all__ = [
     "AUTONAT_PROTOCOL",
-    "REPORT_COLUMNS",
-    "SERVED_COLUMNS",
     "AutoNAT",
     "AutoNATReport",
     "dialable_for",

@@ -46,7 +46,7 @@ from libp2p.peer.id import ID
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import read_delimited, write_delimited
-from ucsdk.nat.relay import is_relayed
+from ucsdk.nat._conn import is_relayed
 from ucsdk.proto import HolePunch
 
 logger = logging.getLogger("UniversalConnectivity.dcutr")
@@ -56,21 +56,6 @@ CONNECT, SYNC = 100, 300
 MAX_MESSAGE = 4096
 MAX_ATTEMPTS = 3
 STREAM_TIMEOUT = 10.0
-
-HOLE_PUNCH_COLUMNS = [
-    "time",
-    "peer_id",
-    "relay_peer_id",
-    "role",
-    "transport",
-    "attempts",
-    "rtt_ms",
-    "time_to_direct_ms",
-    "outcome",
-    "reason",
-    "remote_addrs",
-    "local_addrs",
-]
 
 
 def utcnow() -> datetime:
@@ -521,4 +506,4 @@ class DCUtR(Service):
                 await stream.close()
 
 
-__all__ = ["DCUTR_PROTOCOL", "HOLE_PUNCH_COLUMNS", "DCUtR", "HolePunchResult"]
+__all__ = ["DCUTR_PROTOCOL", "DCUtR", "HolePunchResult"]

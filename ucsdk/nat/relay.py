@@ -45,6 +45,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import encode_uvarint, read_delimited, write_delimited
+from ucsdk.nat._conn import connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
 
 logger = logging.getLogger("UniversalConnectivity.relay")
@@ -137,42 +138,6 @@ def open_voucher(data: bytes) -> tuple[ID, ID, int]:
 
 
 # ---------------------------------------------------------------- helpers
-def _conn_of(host: IHost, stream: INetStream) -> INetConn | None:
-    peer = stream.muxed_conn.peer_id
-    for conn in host.get_network().connections.get(peer, []):
-        if conn.muxed_conn is stream.muxed_conn:
-            return conn
-    return None
-
-
-def is_relayed(conn: INetConn | None) -> bool:
-    """Whether a swarm connection runs through a relay."""
-    if conn is None:
-        return False
-    try:
-        addrs = conn.get_transport_addresses()
-    except Exception:
-        addrs = []
-    if any("/p2p-circuit" in str(a) for a in addrs):
-        return True
-    kind = getattr(conn, "get_connection_type", None)
-    return bool(callable(kind) and "RELAY" in str(kind()).upper())
-
-
-def _remote_ip(conn: INetConn | None) -> str | None:
-    if conn is None:
-        return None
-    try:
-        addrs = conn.get_transport_addresses()
-    except Exception:
-        return None
-    for addr in addrs:
-        parts = str(addr).split("/")
-        if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
-            return parts[2]
-    return None
-
-
 async def _read(stream: INetStream, kind: Any) -> Any:
     with trio.fail_after(MESSAGE_TIMEOUT):
         return kind.FromString(await read_delimited(stream, MAX_MESSAGE))
@@ -231,7 +196,22 @@ class Circuit:
     ended: str | None = None
 
 
-class CircuitRelayServer(Service):
+class _RelayService(Service):
+    """What both relay roles share: counted events, passed on to ``on_event``."""
+
+    on_event: Callable[[str, str | None, str], None] | None
+    stats: collections.Counter[str]
+
+    def _event(self, kind: str, peer: str | None, detail: str) -> None:
+        self.stats[kind] += 1
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, peer, detail)
+            except Exception:
+                logger.exception("relay event callback raised")
+
+
+class CircuitRelayServer(_RelayService):
     """The relay side of Circuit Relay v2 (``hop``), with limits.
 
     ``max_circuits`` open circuits at most (16 per peer); ``max_reservations`` slots (one per
@@ -251,7 +231,7 @@ class CircuitRelayServer(Service):
         max_circuits_per_peer: int = 16,
         reservation_ttl: int = 3600,
         limit_duration: int = 120,
-        limit_data: int = 1 << 17,
+        limit_data: int = 1 << 20,
         on_event: Callable[[str, str | None, str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -293,14 +273,6 @@ class CircuitRelayServer(Service):
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(HOP_PROTOCOL)
 
-    def _event(self, kind: str, peer: str | None, detail: str) -> None:
-        self.stats[kind] += 1
-        if self.on_event is not None:
-            try:
-                self.on_event(kind, peer, detail)
-            except Exception:
-                logger.exception("relay event callback raised")
-
     def _connected(self, peer: str) -> bool:
         return bool(self.host.get_network().connections.get(ID.from_base58(peer)))
 
@@ -337,7 +309,7 @@ class CircuitRelayServer(Service):
                 self.dropped["malformed"] += 1
                 await self._respond(stream, MALFORMED_MESSAGE)
                 return
-            conn = _conn_of(self.host, stream)
+            conn = connection_of(self.host, stream)
             if is_relayed(conn):
                 self.dropped["over_relayed_connection"] += 1
                 await self._respond(stream, PERMISSION_DENIED)
@@ -367,7 +339,7 @@ class CircuitRelayServer(Service):
             await self._respond(stream, PERMISSION_DENIED)
             return
         self._expire()
-        ip = _remote_ip(conn)
+        ip = ip_of(remote_address(conn))
         renewing = peer in self.reservations
         if not renewing:
             if len(self.reservations) >= self.max_reservations:
@@ -523,7 +495,7 @@ class Reservation:
         return self.expire - time.time()
 
 
-class CircuitRelayClient(Service):
+class CircuitRelayClient(_RelayService):
     """The client side: reservations on relays, accepting and dialling relayed connections.
 
     ``reservations`` maps relay peer ids to :class:`Reservation`. At most
@@ -605,14 +577,6 @@ class CircuitRelayClient(Service):
         if self._original_get_addrs is not None:
             self.host.get_addrs = self._original_get_addrs  # type: ignore[method-assign]
         self.reservations.clear()
-
-    def _event(self, kind: str, peer: str | None, detail: str) -> None:
-        self.stats[kind] += 1
-        if self.on_event is not None:
-            try:
-                self.on_event(kind, peer, detail)
-            except Exception:
-                logger.exception("relay event callback raised")
 
     def circuit_addrs(self) -> list[str]:
         """This node's circuit addresses, one per relay address of each reservation."""
