@@ -1,4 +1,5 @@
-"""ucsdk's pubsub peer discovery against js-libp2p's @libp2p/pubsub-peer-discovery.
+"""ucsdk against js-libp2p: pubsub peer discovery (@libp2p/pubsub-peer-discovery) and
+AutoNAT v1 (@libp2p/autonat).
 
 A real js-libp2p node (pinned versions in ``js/package.json``, installed with ``npm ci``)
 runs as a separate process on loopback; ucsdk nodes connect to it, or it dials them, and
@@ -52,8 +53,8 @@ def js_ready() -> Path:
 class JsPeer:
     """The js-libp2p process and the JSON lines it prints."""
 
-    def __init__(self, js_dir: Path, dial: str | None = None) -> None:
-        args = ["node", "peer.mjs"] + ([dial] if dial else [])
+    def __init__(self, js_dir: Path, dial: str | None = None, script: str = "peer.mjs") -> None:
+        args = ["node", script] + ([dial] if dial else [])
         self.proc = subprocess.Popen(
             args, cwd=js_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -161,3 +162,23 @@ def test_two_ucsdk_nodes_find_each_other_through_a_js_node(js_peer: JsPeer) -> N
         # a and b never connected to each other: the js node relayed their announcements.
         assert b.peer_id not in set(a.connections()["peer_id"])
         assert a.peer_id not in set(b.connections()["peer_id"])
+
+
+def test_ucsdk_autonat_client_and_a_js_autonat_server_understand_each_other(
+    js_ready: Path,
+) -> None:
+    """ucsdk's DIAL request reaches js-libp2p's AutoNAT v1 service, which answers it. js
+    refuses to dial loopback addresses, so the answer here is a refusal (not evidence)."""
+    js = JsPeer(js_ready, script="autonat.mjs")
+    try:
+        with ucsdk.Node.development(**FAST, autonat_boot_delay=3600) as node:
+            node.connect(js.addr)
+            time.sleep(1.0)  # identify tells the node that js speaks AutoNAT
+            answers = node.probe_nat(timeout=30)
+            assert list(answers["server"]) == [js.peer_id]
+            row = answers.iloc[0]
+            assert row["status"] == "E_DIAL_REFUSED", row
+            assert row["status_text"]  # js's own words, decoded from its DialResponse
+            assert node.metrics().nat_status == "unknown"  # a refusal is no evidence
+    finally:
+        js.stop()
