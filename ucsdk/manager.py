@@ -371,6 +371,7 @@ class UniversalConnectivityManager(Service):
                 public_ips=self._public_ips,
                 dial_timeout=min(5.0, self.config.connection_timeout),
                 on_result=self._on_hole_punch,
+                transports=[t for t in self.config.transports if t in ("tcp", "quic")],
             )
             await dcutr.start()
             self.dcutr = dcutr

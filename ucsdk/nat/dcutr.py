@@ -28,6 +28,7 @@ import collections
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -111,6 +112,92 @@ def _tcp_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
     return out
 
 
+def _quic_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
+    out = []
+    for addr in addrs:
+        parts = addr.split("/")
+        if (
+            len(parts) >= 6
+            and parts[1] == "ip4"
+            and parts[3] == "udp"
+            and parts[5] == "quic-v1"
+            and "/p2p-circuit" not in addr
+        ):
+            with contextlib.suppress(ValueError):
+                out.append((parts[2], int(parts[4])))
+    return out
+
+
+def _quic_transport(host: IHost) -> Any:
+    """py-libp2p's QUIC transport of this host, if it has one."""
+    manager = getattr(host.get_network(), "transport_manager", None)
+    for transport in manager.get_transports() if manager is not None else []:
+        if type(transport).__name__ == "QUICTransport":
+            return transport
+    return None
+
+
+async def _quic_dial_from(
+    host: IHost, sock: Any, target: tuple[str, int], peer: ID, timeout: float
+) -> INetConn:
+    """A QUIC connection to ``peer`` at ``target`` sent from ``sock`` (bound already, so the
+    peer knows which address to punch towards). py-libp2p's own dialer always binds a new
+    random port, so the connection is built here from its parts."""
+    import copy
+
+    from libp2p.transport.quic.connection import QUICConnection
+    from libp2p.transport.quic.utils import multiaddr_to_quic_version
+
+    try:
+        from aioquic.quic.connection import QuicConnection as NativeQUICConnection
+    except ImportError as exc:  # pragma: no cover - aioquic comes with libp2p
+        raise errors.DialError(peer.to_base58(), [], "QUIC support is missing") from exc
+
+    transport = _quic_transport(host)
+    if transport is None:
+        raise errors.DialError(peer.to_base58(), [], "this node has no QUIC transport")
+    maddr = multiaddr.Multiaddr(f"/ip4/{target[0]}/udp/{target[1]}/quic-v1/p2p/{peer}")
+    config = copy.copy(
+        transport._quic_configs[TProtocol(f"{multiaddr_to_quic_version(maddr)}_client")]
+    )
+    config.is_client = True
+    conn = QUICConnection(
+        quic_connection=NativeQUICConnection(configuration=config),
+        remote_addr=target,
+        remote_peer_id=peer,
+        local_peer_id=transport._peer_id,
+        is_initiator=True,
+        maddr=maddr,
+        transport=transport,
+        security_manager=transport._security_manager,
+        listener_socket=sock,
+    )
+    conn._owns_socket = True  # closed with the connection
+
+    async def initiate() -> None:  # the socket is bound already: no second bind
+        conn._quic.connect(conn._remote_addr, now=time.time())
+        await conn._transmit()
+
+    conn._initiate_connection = initiate  # type: ignore[method-assign]
+    try:
+        with trio.fail_after(timeout):
+            await conn.connect(transport._background_nursery)
+    except BaseException:
+        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await conn.close()
+        raise
+    swarm: Any = host.get_network()
+    result: INetConn = await swarm.add_conn(conn, direction="outbound")
+    return result
+
+
+async def _udp_socket() -> Any:
+    """A UDP socket on a fresh port: a QUIC dial leaves from it, so its port is predictable."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind(("0.0.0.0", 0))
+    return sock
+
+
 class _Punch:
     """A TCP socket bound to a fresh local port, for one attempt."""
 
@@ -155,9 +242,11 @@ class DCUtR(Service):
         grace_period: float = 1.0,
         on_result: Callable[[HolePunchResult], None] | None = None,
         max_results: int = 1000,
+        transports: Sequence[str] = ("tcp", "quic"),
     ) -> None:
         super().__init__()
         self.host = host
+        self.transports = tuple(transports)
         self.public_ips = public_ips
         self.dial_timeout = dial_timeout
         self.grace_period = grace_period
@@ -191,6 +280,29 @@ class DCUtR(Service):
 
     def _obs_addrs(self, port: int) -> list[str]:
         return [f"/ip4/{ip}/tcp/{port}" for ip in self._ips()]
+
+    def _quic_listen_port(self) -> int | None:
+        transport = _quic_transport(self.host) if "quic" in self.transports else None
+        sock = transport.get_listener_socket() if transport is not None else None
+        return int(sock.getsockname()[1]) if sock is not None else None
+
+    def _offer(self, tcp_port: int | None, quic_port: int | None) -> list[str]:
+        """Our predicted addresses for this attempt: TCP on the punch socket's port, QUIC on
+        the port the QUIC packets will leave from."""
+        out = self._obs_addrs(tcp_port) if tcp_port is not None else []
+        if quic_port is not None:
+            out += [f"/ip4/{ip}/udp/{quic_port}/quic-v1" for ip in self._ips()]
+        return out
+
+    @staticmethod
+    def _choose(local: Sequence[str], remote: Sequence[str]) -> str | None:
+        """The transport both sides offered: TCP when both did, else QUIC (both sides
+        apply the same rule to the same two offers)."""
+        if _tcp_targets(local) and _tcp_targets(remote):
+            return "tcp"
+        if _quic_targets(local) and _quic_targets(remote):
+            return "quic"
+        return None
 
     def _direct(self, peer: ID) -> list[INetConn]:
         conns = self.host.get_network().connections.get(peer, [])
@@ -277,6 +389,8 @@ class DCUtR(Service):
             self._active.discard(key)
 
     async def _drive(self, peer: ID, key: str, relay: str | None, started: float) -> bool:
+        used = "tcp" if "tcp" in self.transports else "quic"
+
         def done(
             outcome: str,
             reason: str,
@@ -292,7 +406,7 @@ class DCUtR(Service):
                     key,
                     relay,
                     "initiator",
-                    "tcp",
+                    used,
                     attempts,
                     None if rtt is None else round(rtt * 1000, 2),
                     round((time.perf_counter() - started) * 1000, 1) if ok else None,
@@ -344,9 +458,13 @@ class DCUtR(Service):
         local: list[str] = []
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                punch = await _Punch.open()
+                punch = await _Punch.open() if "tcp" in self.transports else None
+                udp = await _udp_socket() if self._quic_listen_port() is not None else None
                 try:
-                    local = self._obs_addrs(punch.port)
+                    local = self._offer(
+                        punch.port if punch else None,
+                        int(udp.getsockname()[1]) if udp is not None else None,
+                    )
                     sent = time.perf_counter()
                     await self._send(stream, CONNECT, local)
                     reply = await self._receive(stream)
@@ -357,20 +475,31 @@ class DCUtR(Service):
                             "error", "the peer did not answer CONNECT", attempt, rtt, remote, local
                         )
                     remote = self._addrs_of(reply)
-                    targets = _tcp_targets(remote)
-                    if not targets:
+                    kind = self._choose(local, remote)
+                    if kind is None:
                         return done(
                             "no_addresses",
-                            "the peer sent no TCP address to dial",
+                            "no transport both sides offered addresses for (TCP or QUIC)",
                             attempt,
                             rtt,
                             remote,
                             local,
                         )
+                    used = kind
+                    targets = _tcp_targets(remote) if kind == "tcp" else _quic_targets(remote)
                     await self._send(stream, SYNC)
                     await trio.sleep(rtt / 2)
                     try:
-                        sock_stream = await punch.connect(targets[0], self.dial_timeout)
+                        if kind == "tcp":
+                            assert punch is not None
+                            sock_stream = await punch.connect(targets[0], self.dial_timeout)
+                            await self._upgrade(sock_stream, peer, initiator=True)
+                            punch.owned = False  # the connection owns the socket now
+                        else:
+                            await _quic_dial_from(
+                                self.host, udp, targets[0], peer, self.dial_timeout
+                            )
+                            udp = None  # the connection owns the socket now
                     except trio.TooSlowError:
                         host_, port_ = targets[0]
                         reasons.append(
@@ -381,11 +510,9 @@ class DCUtR(Service):
                     except OSError as exc:
                         reasons.append(f"attempt {attempt}: {exc.strerror or exc}")
                         continue
-                    await self._upgrade(sock_stream, peer, initiator=True)
-                    punch.owned = False  # the connection owns the socket now
                     return done(
                         "success",
-                        f"direct TCP connection on attempt {attempt}",
+                        f"direct {kind.upper()} connection on attempt {attempt}",
                         attempt,
                         rtt,
                         remote,
@@ -403,7 +530,10 @@ class DCUtR(Service):
                         )
                     reasons.append(f"attempt {attempt}: {type(exc).__name__} {exc}".strip())
                 finally:
-                    punch.close()
+                    if punch is not None:
+                        punch.close()
+                    if udp is not None:
+                        udp.close()
             hint = ""
             if len(reasons) == MAX_ATTEMPTS and all("no answer" in r for r in reasons):
                 hint = (
@@ -419,6 +549,21 @@ class DCUtR(Service):
             ):
                 await stream.close()
 
+    async def _punch_quic(self, peer: ID, target: tuple[str, int]) -> bool:
+        """QUIC, as the side being dialled: send random datagrams from the QUIC listener's
+        socket to the dialler's predicted address (opening our NAT for it) until its
+        connection arrives on the listener."""
+        transport = _quic_transport(self.host)
+        sock = transport.get_listener_socket() if transport is not None else None
+        if sock is None:
+            return False
+        with trio.move_on_after(self.dial_timeout):
+            while not self._direct(peer):
+                with contextlib.suppress(OSError):
+                    await sock.sendto(os.urandom(64), target)
+                await trio.sleep(0.02)
+        return bool(self._direct(peer))
+
     # ---------------------------------------------------------------- A: answer
     async def _handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
@@ -428,6 +573,7 @@ class DCUtR(Service):
         remote: list[str] = []
         local: list[str] = []
         reasons = []
+        used = "tcp" if "tcp" in self.transports else "quic"
         try:
             while attempts < MAX_ATTEMPTS:
                 try:
@@ -439,37 +585,44 @@ class DCUtR(Service):
                     break
                 attempts += 1
                 remote = self._addrs_of(message)
-                punch = await _Punch.open()
+                punch = await _Punch.open() if "tcp" in self.transports else None
                 try:
-                    local = self._obs_addrs(punch.port)
+                    local = self._offer(punch.port if punch else None, self._quic_listen_port())
                     await self._send(stream, CONNECT, local)
                     sync = await self._receive(stream)
                     if sync.type != SYNC:
                         self.dropped["unexpected"] += 1
                         break
-                    targets = _tcp_targets(remote)
-                    if not targets:
-                        reasons.append("no TCP address from the peer")
+                    kind = self._choose(local, remote)
+                    if kind is None:
+                        reasons.append("no transport both sides offered addresses for")
                         continue
-                    try:
-                        sock_stream = await punch.connect(targets[0], self.dial_timeout)
-                    except (trio.TooSlowError, OSError) as exc:
-                        reasons.append(f"attempt {attempts}: {type(exc).__name__}")
+                    used = kind
+                    if kind == "tcp":
+                        assert punch is not None
+                        try:
+                            target = _tcp_targets(remote)[0]
+                            sock_stream = await punch.connect(target, self.dial_timeout)
+                        except (trio.TooSlowError, OSError) as exc:
+                            reasons.append(f"attempt {attempts}: {type(exc).__name__}")
+                            continue
+                        await self._upgrade(sock_stream, peer, initiator=False)
+                        punch.owned = False
+                    elif not await self._punch_quic(peer, _quic_targets(remote)[0]):
+                        reasons.append(f"attempt {attempts}: no QUIC connection arrived")
                         continue
-                    await self._upgrade(sock_stream, peer, initiator=False)
-                    punch.owned = False
                     self._record(
                         HolePunchResult(
                             utcnow(),
                             key,
                             None,
                             "responder",
-                            "tcp",
+                            kind,
                             attempts,
                             None,
                             round((time.perf_counter() - started) * 1000, 1),
                             "success",
-                            f"direct TCP connection on attempt {attempts}",
+                            f"direct {kind.upper()} connection on attempt {attempts}",
                             tuple(remote),
                             tuple(local),
                         )
@@ -479,7 +632,8 @@ class DCUtR(Service):
                 except Exception as exc:
                     reasons.append(f"attempt {attempts}: {type(exc).__name__} {exc}".strip())
                 finally:
-                    punch.close()
+                    if punch is not None:
+                        punch.close()
             if attempts:
                 self._record(
                     HolePunchResult(
@@ -487,7 +641,7 @@ class DCUtR(Service):
                         key,
                         None,
                         "responder",
-                        "tcp",
+                        used,
                         attempts,
                         None,
                         None,
