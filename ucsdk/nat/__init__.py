@@ -1,4 +1,4 @@
-"""NAT traversal services: AutoNAT v1, Circuit Relay v2, DCUtR hole punching (TCP)."""
+"""NAT traversal services: AutoNAT v1, Circuit Relay v2, DCUtR hole punching (TCP and QUIC)."""
 
 from ucsdk.nat.autonat import AutoNAT
 from ucsdk.nat.dcutr import DCUtR

@@ -10,6 +10,11 @@ Roles, as in the spec: ``A`` dialled ``B`` through a relay; ``B`` (the inbound s
    each NAT has a mapping for the other's packets when they arrive (TCP simultaneous open).
 3. Up to three attempts, each with a fresh ``CONNECT``/``SYNC`` on the same stream.
 
+Transport: TCP when both sides offered TCP addresses, else QUIC when both offered QUIC.
+For QUIC, ``B`` is the QUIC client: its handshake leaves from a UDP socket bound for the
+attempt (so its address is predictable), while ``A`` sends random datagrams from its QUIC
+listener towards that address, opening its NAT, until ``B``'s connection arrives.
+
 The addresses exchanged are *predicted*: the public IP other peers observe this node at,
 with the local port of a socket bound for this attempt. A NAT that maps endpoint
 independently and keeps the port (a typical home router) maps that socket to exactly that
@@ -225,7 +230,7 @@ class _Punch:
 
 
 class DCUtR(Service):
-    """Direct Connection Upgrade through Relay, over TCP.
+    """Direct Connection Upgrade through Relay, over TCP or QUIC.
 
     ``attempt_hole_punch(remote_peer_id, relay_peer_id)`` drives an upgrade (as ``B``);
     the stream handler answers one (as ``A``). ``public_ips`` returns the IPs other peers
