@@ -168,27 +168,11 @@ def netem_available() -> bool:
         ns = f"{NS_PREFIX}{os.getpid()}-0-netemprobe"
         try:
             add_namespace(ns)
-            done = subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "tc",
-                    "qdisc",
-                    "add",
-                    "dev",
-                    "lo",
-                    "root",
-                    "netem",
-                    "delay",
-                    "1ms",
-                ],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
-            _NETEM = done.returncode == 0
+            try:
+                ns_run(ns, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+                _NETEM = True
+            except errors.LabError:
+                _NETEM = False
         finally:
             run(["ip", "netns", "delete", ns], check=False)
     return _NETEM
@@ -200,20 +184,17 @@ def impair(ns: str, ifname: str, latency_ms: float | None, loss_percent: float |
     Both ``None`` removes the impairment. Loss uses nftables so it works on kernels without
     ``sch_netem``; latency needs netem (:class:`ucsdk.errors.LabUnavailable` otherwise).
     """
-    run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", ifname, "root"], check=False)
-    run(["ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "ucsdk_impair"], check=False)
+    ns_run(ns, ["tc", "qdisc", "del", "dev", ifname, "root"], check=False)
+    ns_run(ns, ["nft", "delete", "table", "ip", "ucsdk_impair"], check=False)
     if latency_ms:
         if not netem_available():
             raise errors.LabUnavailable(
                 "the kernel's netem qdisc for latency (sch_netem)",
                 "use a kernel built with CONFIG_NET_SCH_NETEM, or impair with loss only",
             )
-        run(
+        ns_run(
+            ns,
             [
-                "ip",
-                "netns",
-                "exec",
-                ns,
                 "tc",
                 "qdisc",
                 "replace",
@@ -223,7 +204,7 @@ def impair(ns: str, ifname: str, latency_ms: float | None, loss_percent: float |
                 "netem",
                 "delay",
                 f"{latency_ms:g}ms",
-            ]
+            ],
         )
     if loss_percent:
         percent = round(loss_percent)

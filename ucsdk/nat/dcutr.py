@@ -102,35 +102,32 @@ def _public_ip(text: str) -> bool:
     return not (str(ip).startswith(private) or (str(ip).startswith("172.") and ip.is_private))
 
 
-def _tcp_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
+def _targets(addrs: Sequence[str], kind: str) -> list[tuple[str, int]]:
+    """``(ip, port)`` of the direct IPv4 addresses of one transport (``tcp`` or ``quic``).
+
+    Example:
+        >>> _targets(["/ip4/198.51.100.7/udp/4001/quic-v1", "/ip4/198.51.100.7/tcp/9"], "quic")
+        [('198.51.100.7', 4001)]
+    """
     out = []
     for addr in addrs:
         parts = addr.split("/")
-        if (
-            len(parts) >= 5
-            and parts[1] == "ip4"
-            and parts[3] == "tcp"
-            and "/p2p-circuit" not in addr
-        ):
+        if len(parts) < 5 or parts[1] != "ip4" or "/p2p-circuit" in addr:
+            continue
+        is_tcp = parts[3] == "tcp"
+        is_quic = parts[3] == "udp" and len(parts) >= 6 and parts[5] == "quic-v1"
+        if (kind == "tcp" and is_tcp) or (kind == "quic" and is_quic):
             with contextlib.suppress(ValueError):
                 out.append((parts[2], int(parts[4])))
     return out
+
+
+def _tcp_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
+    return _targets(addrs, "tcp")
 
 
 def _quic_targets(addrs: Sequence[str]) -> list[tuple[str, int]]:
-    out = []
-    for addr in addrs:
-        parts = addr.split("/")
-        if (
-            len(parts) >= 6
-            and parts[1] == "ip4"
-            and parts[3] == "udp"
-            and parts[5] == "quic-v1"
-            and "/p2p-circuit" not in addr
-        ):
-            with contextlib.suppress(ValueError):
-                out.append((parts[2], int(parts[4])))
-    return out
+    return _targets(addrs, "quic")
 
 
 def _quic_transport(host: IHost) -> Any:
