@@ -20,17 +20,21 @@ DHT_ONLY = {
 }
 
 
+def _chain(nodes: list[ucsdk.Node]) -> None:
+    """Connect each node to the next, then let identify put neighbours in routing tables."""
+    for left, right in itertools.pairwise(nodes):
+        left.connect(right.addrs[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        (n.manager.dht is not None and n.manager.dht.routing_table_size() >= 1) for n in nodes
+    ):
+        time.sleep(0.1)
+
+
 def test_chain_of_eight_first_finds_last_by_peer_id() -> None:
     nodes = [ucsdk.Node.development(**DHT_ONLY) for _ in range(8)]
     try:
-        for left, right in itertools.pairwise(nodes):
-            left.connect(right.addrs[0])
-        # Let identify finish so each node's routing table holds its neighbours.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(
-            (n.manager.dht is not None and n.manager.dht.routing_table_size() >= 1) for n in nodes
-        ):
-            time.sleep(0.1)
+        _chain(nodes)
         first, last = nodes[0], nodes[-1]
         assert last.peer_id not in set(first.peers()["peer_id"])
         found = first.find_peer(last.peer_id, timeout=30)
@@ -59,13 +63,7 @@ def test_unknown_peer_is_not_found_quickly() -> None:
 def test_providers_are_found_across_the_chain_and_listed_once() -> None:
     nodes = [ucsdk.Node.development(**DHT_ONLY) for _ in range(4)]
     try:
-        for left, right in itertools.pairwise(nodes):
-            left.connect(right.addrs[0])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(
-            (n.manager.dht is not None and n.manager.dht.routing_table_size() >= 1) for n in nodes
-        ):
-            time.sleep(0.1)
+        _chain(nodes)
         key = "ucsdk-test-content"
         # Two providers; the last announces twice, so the DHT holds its record repeatedly.
         assert nodes[2].provide(key, timeout=30)

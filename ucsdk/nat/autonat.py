@@ -55,7 +55,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
-from ucsdk.nat._conn import connection_of, ip_of, is_relayed, remote_address
+from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import AutoNATMessage
 
 logger = logging.getLogger("UniversalConnectivity.autonat")
@@ -281,7 +281,7 @@ class AutoNAT(Service):
         except Exception as exc:
             logger.debug("AutoNAT: serving %s failed: %s", peer, exc)
         finally:
-            await _close_quietly(stream, 2)
+            await close_quietly(stream, 2)
 
     async def _serve(
         self, stream: INetStream, peer: ID, request: Any
@@ -353,7 +353,7 @@ class AutoNAT(Service):
                 finally:
                     # Forget the peer so the next request dials afresh.
                     for conn in list(network.connections.get(peer, [])):
-                        await _close_quietly(conn, 3)
+                        await close_quietly(conn, 3)
                     with contextlib.suppress(Exception):
                         dialer.get_peerstore().clear_addrs(peer)
                 return True, "dial back succeeded", addr
@@ -413,7 +413,7 @@ class AutoNAT(Service):
                     await write_delimited(stream, request.SerializeToString())
                     reply = AutoNATMessage.FromString(await read_delimited(stream, MAX_MESSAGE))
                 finally:
-                    await _close_quietly(stream, 2)
+                    await close_quietly(stream, 2)
             if reply.type != DIAL_RESPONSE or not reply.HasField("dialResponse"):
                 text = "the server answered with something other than DIAL_RESPONSE"
             else:
@@ -515,12 +515,6 @@ class AutoNAT(Service):
             with trio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = trio.Event()
-
-
-async def _close_quietly(thing: Any, timeout: float) -> None:
-    """Close a stream or connection even while cancelled; a failure to close is not news."""
-    with trio.CancelScope(shield=True), trio.move_on_after(timeout), contextlib.suppress(Exception):
-        await thing.close()
 
 
 __all__ = [

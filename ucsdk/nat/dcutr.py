@@ -52,7 +52,7 @@ from libp2p.peer.id import ID
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import read_delimited, write_delimited
-from ucsdk.nat._conn import is_relayed
+from ucsdk.nat._conn import close_quietly, is_relayed
 from ucsdk.proto import HolePunch
 
 logger = logging.getLogger("UniversalConnectivity.dcutr")
@@ -185,8 +185,7 @@ async def _quic_dial_from(
         with trio.fail_after(timeout):
             await conn.connect(transport._background_nursery)
     except BaseException:
-        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await conn.close()
+        await close_quietly(conn)
         raise
     swarm: Any = host.get_network()
     result: INetConn = await swarm.add_conn(conn, direction="outbound")
@@ -328,8 +327,7 @@ class DCUtR(Service):
         if not self._direct(peer):
             return
         for conn in self._relayed(peer):
-            with trio.move_on_after(3), contextlib.suppress(Exception):
-                await conn.close()
+            await close_quietly(conn, 3)
 
     def _after_success(self, peer: ID) -> None:
         if self._nursery is not None:
@@ -544,12 +542,7 @@ class DCUtR(Service):
                 )
             return done("failed", "; ".join(reasons) + hint, MAX_ATTEMPTS, rtt, remote, local)
         finally:
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(2),
-                contextlib.suppress(Exception),
-            ):
-                await stream.close()
+            await close_quietly(stream)
 
     async def _punch_quic(self, peer: ID, target: tuple[str, int]) -> bool:
         """QUIC, as the side being dialled: send random datagrams from the QUIC listener's
@@ -654,12 +647,7 @@ class DCUtR(Service):
                     )
                 )
         finally:
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(2),
-                contextlib.suppress(Exception),
-            ):
-                await stream.close()
+            await close_quietly(stream)
 
 
 __all__ = ["DCUTR_PROTOCOL", "DCUtR", "HolePunchResult"]

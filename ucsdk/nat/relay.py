@@ -45,7 +45,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import encode_uvarint, read_delimited, write_delimited
-from ucsdk.nat._conn import connection_of, ip_of, is_relayed, remote_address
+from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
 
 logger = logging.getLogger("UniversalConnectivity.relay")
@@ -141,11 +141,6 @@ def open_voucher(data: bytes) -> tuple[ID, ID, int]:
 async def _read(stream: INetStream, kind: Any) -> Any:
     with trio.fail_after(MESSAGE_TIMEOUT):
         return kind.FromString(await read_delimited(stream, MAX_MESSAGE))
-
-
-async def _close(stream: INetStream, *, reset: bool = False) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(2), contextlib.suppress(Exception):
-        await (stream.reset() if reset else stream.close())
 
 
 def circuit_addr(relay_addr: str, relay_id: str, target: str | None = None) -> str:
@@ -325,7 +320,7 @@ class CircuitRelayServer(_RelayService):
             logger.debug("relay: hop request from %s failed: %s", peer, exc)
         finally:
             if not keep_open:
-                await _close(stream)
+                await close_quietly(stream)
 
     async def _reserve(self, stream: INetStream, peer: str, message: Any, conn: Any) -> None:
         if (
@@ -403,7 +398,7 @@ class CircuitRelayServer(_RelayService):
             await self._respond(stream, CONNECTION_FAILED)
             return False
         if answer.type != STOP_STATUS or answer.status != OK:
-            await _close(stop, reset=True)
+            await close_quietly(stop, reset=True)
             self._event("circuit_failed", src, f"{dst} answered {status_name(answer.status)}")
             await self._respond(stream, CONNECTION_FAILED)
             return False
@@ -454,8 +449,8 @@ class CircuitRelayServer(_RelayService):
                 reason = f"error: {type(exc).__name__}"
         finally:
             limit_hit = reason != "closed"
-            await _close(src, reset=limit_hit)
-            await _close(dst, reset=limit_hit)
+            await close_quietly(src, reset=limit_hit)
+            await close_quietly(dst, reset=limit_hit)
             circuit.ended = reason
             self.circuits.pop(circuit_id, None)
             self.closed_circuits.append(circuit)
@@ -610,7 +605,7 @@ class CircuitRelayClient(_RelayService):
                 await write_delimited(stream, HopMessage(type=RESERVE).SerializeToString())
             reply = await _read(stream, HopMessage)
         finally:
-            await _close(stream)
+            await close_quietly(stream)
         if reply.type != STATUS or reply.status != OK:
             self._event("reservation_refused", relay_text, status_name(reply.status))
             raise RelayError(None, relay_text, reply.status, "reservation refused")
@@ -683,7 +678,7 @@ class CircuitRelayClient(_RelayService):
             swarm: Any = network
             conn: INetConn = await swarm.upgrade_outbound_raw_conn(raw, target_id)
         except BaseException:
-            await _close(stream, reset=True)
+            await close_quietly(stream, reset=True)
             raise
         self._event("relayed_out", target_id.to_base58(), f"via {relay_text}")
         return conn
@@ -694,25 +689,25 @@ class CircuitRelayClient(_RelayService):
             message = await _read(stream, StopMessage)
         except Exception:
             self.dropped["malformed"] += 1
-            await _close(stream, reset=True)
+            await close_quietly(stream, reset=True)
             return
         if message.type != STOP_CONNECT or not message.HasField("peer"):
             self.dropped["unexpected"] += 1
             await self._stop_reply(stream, UNEXPECTED_MESSAGE)
-            await _close(stream)
+            await close_quietly(stream)
             return
         if relay not in self.reservations:
             # Only relays we asked to relay for us may bring us connections.
             self.dropped["no_reservation"] += 1
             await self._stop_reply(stream, PERMISSION_DENIED)
-            await _close(stream)
+            await close_quietly(stream)
             return
         try:
             source = ID(message.peer.id)
         except Exception:
             self.dropped["malformed"] += 1
             await self._stop_reply(stream, MALFORMED_MESSAGE)
-            await _close(stream)
+            await close_quietly(stream)
             return
         await self._stop_reply(stream, OK)
         remote = multiaddr.Multiaddr(
@@ -724,7 +719,7 @@ class CircuitRelayClient(_RelayService):
             muxed = await swarm.upgrade_inbound_raw_conn(raw, remote)
         except Exception as exc:
             self._event("relayed_in_failed", source.to_base58(), f"via {relay}: {exc}")
-            await _close(stream, reset=True)
+            await close_quietly(stream, reset=True)
             return
         if getattr(muxed, "peer_id", None) != source:
             logger.debug("relayed peer %s is not who the relay announced", source)
