@@ -951,14 +951,19 @@ class UniversalConnectivityManager(Service):
         except Exception as exc:
             logger.debug("DCUtR upgrade of %s failed: %s", pid, exc)
 
-    def _public_ips(self) -> list[str]:
-        """IPs other peers observed this node at (identify, direct connections only)."""
-        ips = []
+    def _observed_ips(self) -> list[tuple[str, str]]:
+        """``(ip4 | ip6, IP)`` other peers observed this node at (identify, direct
+        connections only), each once."""
+        out: list[tuple[str, str]] = []
         for addr in self._observed.values():
             parts = addr.split("/")
-            if len(parts) > 2 and parts[1] == "ip4" and parts[2] not in ips:
-                ips.append(parts[2])
-        return ips
+            if len(parts) > 2 and parts[1] in ("ip4", "ip6") and (parts[1], parts[2]) not in out:
+                out.append((parts[1], parts[2]))
+        return out
+
+    def _public_ips(self) -> list[str]:
+        """IPv4 addresses other peers observed this node at (what DCUtR predicts from)."""
+        return [ip for proto, ip in self._observed_ips() if proto == "ip4"]
 
     def _on_hole_punch(self, result: HolePunchResult) -> None:
         self._dcutr_attempts += 1
@@ -1015,16 +1020,12 @@ class UniversalConnectivityManager(Service):
         peers saw us come from combined with our listen ports (a NAT that keeps ports maps
         them there, and a port forward makes them reachable)."""
         own = [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
-        observed_ips = []
-        for addr in self._observed.values():
-            ip = addr.split("/")[2] if addr.startswith(("/ip4/", "/ip6/")) else None
-            if ip and ip not in observed_ips:
-                observed_ips.append(ip)
         out = list(own)
-        for ip in observed_ips:
+        for proto, ip in self._observed_ips():
             for addr in own:
                 parts = addr.split("/")
-                if len(parts) > 3 and parts[1] in ("ip4", "ip6") and parts[2] != ip:
+                # Same address family only: an IPv4 observation says nothing about IPv6.
+                if len(parts) > 3 and parts[1] == proto and parts[2] != ip:
                     guess = "/".join([*parts[:2], ip, *parts[3:]])
                     if guess not in out:
                         out.append(guess)
