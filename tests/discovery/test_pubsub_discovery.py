@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 
 import multiaddr
 import trio
@@ -125,8 +126,12 @@ def _bogus_messages(per_kind: int) -> dict[str, list[rpc_pb2.Message]]:
     return kinds
 
 
-def _attack(target_addr: str, messages: list[rpc_pb2.Message]) -> None:
-    """Speak GossipSub by hand: subscribe, then publish ``messages`` in large batches."""
+def _attack(target_addr: str, messages: list[rpc_pb2.Message], settled: Callable[[], bool]) -> None:
+    """Speak GossipSub by hand: subscribe, then publish ``messages`` in large batches.
+
+    The stream stays open until ``settled()`` says the target has handled everything (or
+    60 s pass): closing it earlier would discard what the target has not read yet.
+    """
     key_pair = create_new_key_pair()
     security = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
@@ -147,7 +152,9 @@ def _attack(target_addr: str, messages: list[rpc_pb2.Message]) -> None:
                 rpc = rpc_pb2.RPC(publish=messages[start : start + 200]).SerializeToString()
                 await stream.write(encode_uvarint(len(rpc)) + rpc)
                 await trio.sleep(0.01)
-            await trio.sleep(1.0)
+            with trio.move_on_after(60):
+                while not await trio.to_thread.run_sync(settled):
+                    await trio.sleep(0.2)
             await stream.close()
         await host.close()
 
@@ -161,7 +168,11 @@ def test_ten_thousand_bogus_announcements_are_dropped_and_counted() -> None:
     assert len(messages) == 10_000
     with ucsdk.Node.development(max_discovered_peers=200) as target:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        _attack(target.addrs[0], messages)
+
+        def settled() -> bool:
+            return target.metrics().invalid_messages >= 4 * per_kind
+
+        _attack(target.addrs[0], messages, settled)
         metrics = target.metrics()
         kinds_seen = metrics.invalid_message_kinds
         for kind in ("key_mismatch", "malformed", "oversized", "bad_address"):

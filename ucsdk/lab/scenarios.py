@@ -10,6 +10,7 @@ Example (as root):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ucsdk import errors
-from ucsdk.lab._lab import NAT_TABLE_COLUMNS, Lab
+from ucsdk.lab._lab import NAT_TABLE_COLUMNS, Lab, LabHost
 from ucsdk.lab.nat import NatType
 
 # name -> (description, hosts as (name, NAT type))
@@ -100,7 +101,7 @@ def run_scenario(
         say(f"every NATed host dials {relay.name} ...")
         for h in natted:
             h.node.connect(relay.multiaddr(), timeout=10)
-        view = relay.node.connections()
+        view = _relay_view(relay, {h.node.peer_id for h in natted})
         names = {h.node.peer_id: h.name for h in lab._hosts.values()}
         view.insert(0, "host", view["peer_id"].map(names))
         try:
@@ -114,6 +115,21 @@ def run_scenario(
     finally:
         if own:
             lab.stop()
+
+
+def _relay_view(relay: LabHost, expected: set[str], timeout: float = 10.0) -> pd.DataFrame:
+    """The relay's connections once every peer in ``expected`` shows up in them.
+
+    A dialer's ``connect`` returns when its side of the upgrade is done; the relay records
+    the same connection a moment later, so the relay's table is read until it has caught up
+    (or ``timeout`` passes, and the table is shown as it is).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        view = relay.node.connections()
+        if expected <= set(view["peer_id"]) or time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
 
 
 def format_report(report: ScenarioReport) -> str:
