@@ -44,4 +44,14 @@ __all__ = [
     "identity",
     "lab",
     "setup_universal_connectivity",
+    "widgets",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``ucsdk.widgets`` imports ipywidgets: only when first used, so scripts start faster.
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module("ucsdk.widgets")
+    raise AttributeError(f"module 'ucsdk' has no attribute {name!r}")

@@ -465,6 +465,7 @@ class UniversalConnectivityManager(Service):
             relay_connections=relayed,
             direct_connections=active - relayed,
             nat_status=nat_status,
+            nat_confidence=self.autonat.confidence if self.autonat is not None else 0,
             dcutr_success_rate=(
                 self._dcutr_successes / self._dcutr_attempts if self._dcutr_attempts else 0.0
             ),

@@ -33,6 +33,7 @@ class ConnectivityMetrics:
     ``total_*`` fields only grow; ``active_connections``, ``relay_connections`` and
     ``direct_connections`` count the connections open when the snapshot was taken.
     ``dcutr_success_rate`` is hole-punch successes / attempts (0.0 before any attempt).
+    ``nat_confidence`` (0-3) is how many recent AutoNAT answers agree with ``nat_status``.
 
     Example:
         >>> ConnectivityMetrics().dcutr_success_rate
@@ -55,6 +56,7 @@ class ConnectivityMetrics:
     invalid_messages: int = 0
     invalid_message_kinds: dict[str, int] = field(default_factory=dict)
     peers_evicted: int = 0
+    nat_confidence: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict (for JSON, DataFrames, widgets)."""

@@ -59,6 +59,16 @@ def _stop_all_nodes() -> None:
 atexit.register(_stop_all_nodes)
 
 
+def _run_stop_hooks(hooks: list[Callable[[], None]]) -> None:
+    """Tell what follows a node (its dashboards) that it stops; a failing hook is logged."""
+    for hook in list(hooks):
+        try:
+            hook()
+        except Exception:
+            logger.exception("a stop hook failed")
+    hooks.clear()
+
+
 def _check_timeout(timeout: Any) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise errors.InvalidInput("timeout", timeout, "a positive number of seconds")
@@ -99,6 +109,7 @@ class Node:
         self.timeout = _check_timeout(timeout)
         self._state_lock = threading.Lock()
         self._stopped = False
+        self._stop_hooks: list[Callable[[], None]] = []
         self._stop_requested: trio.Event | None = None
         self._manager: UniversalConnectivityManager | None = None
         self._loop_thread: int | None = None
@@ -176,6 +187,7 @@ class Node:
             self._stopped = True
         _LIVE_NODES.discard(self)
         limit = self.timeout if timeout is None else _check_timeout(timeout)
+        _run_stop_hooks(self._stop_hooks)
         try:
             if self._stop_requested is not None:
                 self._portal.call(self._stop_requested.set)
@@ -411,6 +423,18 @@ class Node:
         return frames.autonat_frame(self._call("probe NAT status", "probe_nat", timeout=timeout))
 
     # -------------------------------------------------------------------- display
+    def widget(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+        """A live :class:`ucsdk.widgets.NodeDashboard` of this node (display it in a cell)."""
+        from ucsdk import widgets
+
+        return widgets.dashboard(self, refresh=refresh, max_events=max_events)
+
+    def show(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+        """Display a live dashboard of this node in the current cell and return it."""
+        from ucsdk import widgets
+
+        return widgets.show(self, refresh=refresh, max_events=max_events)
+
     def __repr__(self) -> str:
         if self._stopped:
             return f"<ucsdk.Node {self.peer_id} stopped>"

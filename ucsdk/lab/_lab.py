@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +101,7 @@ class LabNode:
         self._ready: Future[Any] = Future()
         self._pending: dict[int, Future[Any]] = {0: self._ready}
         self._closed = False
+        self._stop_hooks: list[Callable[[], None]] = []
         self._reader = threading.Thread(target=self._read, name=f"ucsdk-lab-{host}", daemon=True)
         self._reader.start()
         self._info: dict[str, Any] | None = None
@@ -253,6 +254,23 @@ class LabNode:
         result: pd.DataFrame = self.call("hole_punches", timeout=timeout)
         return result
 
+    @property
+    def running(self) -> bool:
+        """Whether the node's process is up and not stopped."""
+        return not self._closed and self._proc.poll() is None
+
+    def widget(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+        """A live dashboard of this lab node (see :meth:`ucsdk.Node.widget`)."""
+        from ucsdk import widgets
+
+        return widgets.dashboard(self, refresh=refresh, max_events=max_events)
+
+    def show(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+        """Display a live dashboard of this lab node and return it."""
+        from ucsdk import widgets
+
+        return widgets.show(self, refresh=refresh, max_events=max_events)
+
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
         with open(f"/proc/{self.pid}/statm") as fh:
@@ -263,6 +281,10 @@ class LabNode:
         if self._closed:
             return
         self._closed = True
+        for hook in list(self._stop_hooks):
+            with contextlib.suppress(Exception):
+                hook()
+        self._stop_hooks.clear()
         if self._proc.poll() is None and self._proc.stdin is not None:
             future: Future[Any] = Future()
             with self._lock:
