@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean lab-deps
+.PHONY: demo test lint typecheck bench venv clean lab-deps browser-deps jupyter
 
 venv: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 lab-deps:
 	@sh scripts/lab-deps.sh
 
+# Debian's Chromium for the browser check of the notebook widgets, installed when root.
+browser-deps:
+	@sh scripts/browser-deps.sh
+
 demo: $(STAMP) lab-deps
 	$(BIN)/ucsdk demo
+
+# JupyterLab on 127.0.0.1 with the example notebooks (root may be needed for notebook 03).
+jupyter: $(STAMP)
+	$(BIN)/jupyter lab notebooks --ip=127.0.0.1 --no-browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check ucsdk tests bench docs/examples
@@ -29,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck lab-deps
+test: lint typecheck lab-deps browser-deps
 	$(BIN)/python -m pytest -ra --durations=10
 
 bench: $(STAMP) lab-deps

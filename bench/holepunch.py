@@ -27,14 +27,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from collections import Counter
 from typing import Any
 
 import pandas as pd
 
 from ucsdk import errors
-from ucsdk.lab import Lab, LabHost, check_requirements
+from ucsdk.lab import Lab, check_requirements
+from ucsdk.lab.scenarios import circuit_addr, punch_trials, success_rates, wait_until
 
 PAIRS = {
     "cone/cone": ("port_restricted", "port_restricted"),
@@ -53,34 +52,6 @@ TRANSPORTS = {
     "tcp": {"transports": ["tcp"], "listen_addrs": ["/ip4/0.0.0.0/tcp/4001"]},
     "quic": {"transports": ["quic"], "listen_addrs": ["/ip4/0.0.0.0/udp/4001/quic-v1"]},
 }
-
-
-def _wait(predicate: Any, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
-
-
-def _circuit(host: LabHost, relay: LabHost, transport: str) -> str:
-    res = host.node.reservations()
-    if res.empty:
-        # Say why (the events name it), then reserve again: the trial still runs.
-        events = host.node.events()
-        gone = events[events["kind"].str.startswith(("relay_", "disconnected"))].tail(3)
-        print(f"    {host.name} lost its reservation:\n{gone.to_string()}", file=sys.stderr)
-        host.node.reserve(relay.multiaddr(transport))
-        res = host.node.reservations()
-    marker = "/tcp/" if transport == "tcp" else "/quic-v1/"
-    addr = next(x for x in res.iloc[0]["circuit_addrs"] if marker in x)
-    return f"{addr}/p2p/{host.node.peer_id}"
-
-
-def _relayed_to(a: LabHost, b: LabHost) -> bool:
-    conns = a.node.connections()
-    return any(bool(r) for r in conns[conns["peer_id"] == b.node.peer_id]["relayed"])
 
 
 def _p95(values: list[float]) -> float:
@@ -102,56 +73,30 @@ def measure_pair(name: str, trials: int, transport: str = "tcp") -> dict[str, An
         for h in (a, b, b2):
             h.node.connect(relay.multiaddr(transport))
         for h in (b, b2):
-            if not _wait(lambda h=h: len(h.node.reservations()) == 1, 40, 0.2):
+            if not wait_until(lambda h=h: len(h.node.reservations()) == 1, 40, 0.2):
                 raise RuntimeError(f"{h.name} got no reservation: {h.node.events().tail()}")
         # Relayed round trip, side by side (b2 never upgrades).
-        a.node.connect(_circuit(b2, relay, transport))
+        a.node.connect(circuit_addr(b2, relay, transport))
         relayed_rtt = statistics.median(a.node.ping(b2.node.peer_id, count=5))
-        outcomes, times, attempts, reasons, direct_rtts = [], [], [], Counter(), []
-        for _ in range(trials):
-            before = len(b.node.hole_punches())
-            try:
-                a.node.connect(_circuit(b, relay, transport), timeout=30)
-            except errors.UcsdkError as exc:
-                outcomes.append(False)
-                reasons[f"relayed connection failed: {str(exc)[:80]}"] += 1
-                continue
-            if not _wait(lambda before=before: len(b.node.hole_punches()) > before, 60, 0.1):
-                outcomes.append(False)
-                reasons["no DCUtR outcome within 60 s"] += 1
-                continue
-            row = b.node.hole_punches().iloc[-1]
-            ok = row["outcome"] in ("success", "direct_dial")
-            outcomes.append(ok)
-            attempts.append(int(row["attempts"]))
-            if ok:
-                times.append(float(row["time_to_direct_ms"]))
-                _wait(lambda: not _relayed_to(a, b), 5)
-                direct_rtts.append(statistics.median(a.node.ping(b.node.peer_id, count=5)))
-            else:
-                reasons[str(row["reason"]).split(";")[-1].strip()[:120]] += 1
-            a.node.disconnect(b.node.peer_id)
-            time.sleep(0.3)
-        successes = sum(outcomes)
-        first = sum(1 for ok, n in zip(outcomes, attempts, strict=False) if ok and n <= 1)
-        direct_rtt = statistics.median(direct_rtts) if direct_rtts else float("nan")
+        frame = punch_trials(a, b, relay, trials=trials, transport=transport, measure_rtt=True)
+        rates = success_rates(frame).iloc[0]
+        won = frame[frame["success"]]
+        times = [float(t) for t in won["time_to_direct_ms"]]
+        attempts = frame.loc[frame["attempts"] > 0, "attempts"]
+        direct_rtt = float(won["direct_rtt_ms"].median()) if len(won) else float("nan")
         return {
             "pair": name,
             "transport": transport,
             "trials": trials,
-            "success_rate": round(successes / trials, 3),
-            "first_attempt_share": round(first / successes, 3) if successes else float("nan"),
-            "attempts_mean": round(statistics.mean(attempts), 2) if attempts else float("nan"),
-            "time_to_direct_ms_median": round(statistics.median(times), 1)
-            if times
-            else float("nan"),
+            "success_rate": rates["success_rate"],
+            "first_attempt_share": rates["first_attempt_share"],
+            "attempts_mean": round(float(attempts.mean()), 2) if len(attempts) else float("nan"),
+            "time_to_direct_ms_median": rates["time_to_direct_ms_median"],
             "time_to_direct_ms_p95": round(_p95(times), 1),
             "relayed_rtt_ms": round(relayed_rtt, 3),
             "direct_rtt_ms": round(direct_rtt, 3),
-            "relayed_over_direct": round(relayed_rtt / direct_rtt, 2)
-            if direct_rtts
-            else float("nan"),
-            "failure_reason": reasons.most_common(1)[0][0] if reasons else "",
+            "relayed_over_direct": round(relayed_rtt / direct_rtt, 2) if len(won) else float("nan"),
+            "failure_reason": rates["failure_reason"],
         }
 
 

@@ -104,7 +104,7 @@ def test_connect_box_and_ping_button(pair: tuple[ucsdk.Node, ucsdk.Node]) -> Non
     assert b.peer_id in board.status.value
     assert a.peers().set_index("peer_id").loc[b.peer_id, "connected"]
     assert _wait_for(lambda: list(board.ping_target.options) == [b.peer_id])
-    board.ping_target.value = b.peer_id
+    assert board.ping_target.value == b.peer_id  # the only connected peer is preselected
     board.ping_button.click()
     assert _wait_for(lambda: board.status.value.startswith("ping "))
     assert board.status.value.endswith(" ms")
@@ -173,3 +173,19 @@ def test_reprs_are_informative(pair: tuple[ucsdk.Node, ucsdk.Node]) -> None:
     peer = next(p for p in a.get_discovered_peers() if p.peer_id == b.peer_id)
     assert "connected (direct, tcp)" in peer._repr_html_()
     assert "nat_confidence" in a.metrics()._repr_html_()
+
+
+def test_the_peer_table_is_capped_connected_peers_first(
+    pair: tuple[ucsdk.Node, ucsdk.Node],
+) -> None:
+    a, b = pair
+    with ucsdk.Node.development(**QUIET) as c:
+        a.connect(b.addrs[0])
+        c.connect(a.addrs[0])
+        a.disconnect(b.peer_id)
+        assert _wait_for(lambda: int(a.peers()["connected"].sum()) == 1)
+        board = a.widget(max_peers=1)
+        assert c.peer_id in board.peer_table.value
+        assert b.peer_id not in board.peer_table.value
+        assert "and 1 more" in board.peer_table.value
+        board.close()

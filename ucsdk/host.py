@@ -49,6 +49,48 @@ SECURITY_PROTOCOLS = (str(NOISE_PROTOCOL_ID),)
 MUXER_PROTOCOLS = (str(YAMUX_PROTOCOL_ID), str(MPLEX_PROTOCOL_ID))
 
 
+# py-libp2p logs at ERROR what happens whenever a peer closes a connection while a stream
+# on it is being opened or read (a normal event in a swarm): these loggers, these messages.
+_ROUTINE_LOGGERS = (
+    "libp2p.protocol_muxer.multiselect_client",
+    "libp2p.host.basic_host",
+    "libp2p.stream_muxer.yamux.yamux",
+)
+_ROUTINE_MARKERS = (
+    "fail to read from multiselect communicator",
+    "fail to write to multiselect communicator",
+    "handshake read failed",
+    "handshake write failed",
+    "ConnectionClosedError",
+    "ClosedResourceError",
+    "Connection reset by peer",
+)
+
+
+class RoutineDisconnects(logging.Filter):
+    """Shows py-libp2p's errors about peers that closed a connection only at DEBUG.
+
+    They are the expected end of a connection, not faults; in a notebook they would fill
+    cells with red text. With ``logging.getLogger("libp2p").setLevel(logging.DEBUG)`` they
+    appear again, labelled DEBUG.
+
+    Example:
+        >>> record = logging.LogRecord("libp2p.host.basic_host", logging.ERROR, "", 0,
+        ...     "Error in handle_incoming: ClosedResourceError", None, None)
+        >>> RoutineDisconnects().filter(record)
+        False
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not any(marker in message for marker in _ROUTINE_MARKERS):
+            return True
+        if not logging.getLogger("libp2p").isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def restore_libp2p_logging() -> None:
     """Let the ``libp2p`` logger propagate to the root logger again.
 
@@ -60,6 +102,10 @@ def restore_libp2p_logging() -> None:
     libp2p_logger = logging.getLogger("libp2p")
     libp2p_logger.propagate = True
     libp2p_logger.setLevel(logging.NOTSET)
+    for name in _ROUTINE_LOGGERS:
+        child = logging.getLogger(name)
+        if not any(isinstance(f, RoutineDisconnects) for f in child.filters):
+            child.addFilter(RoutineDisconnects())
     # This module forces INFO on itself, so a chatty log line every 30 s reached users.
     logging.getLogger("libp2p.network.auto_connector").setLevel(logging.NOTSET)
 

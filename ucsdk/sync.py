@@ -423,17 +423,18 @@ class Node:
         return frames.autonat_frame(self._call("probe NAT status", "probe_nat", timeout=timeout))
 
     # -------------------------------------------------------------------- display
-    def widget(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
-        """A live :class:`ucsdk.widgets.NodeDashboard` of this node (display it in a cell)."""
+    def widget(self, **options: Any) -> Any:
+        """A live :class:`ucsdk.widgets.NodeDashboard` of this node (display it in a cell);
+        ``options``: ``refresh`` (0.5 s), ``max_events`` (12), ``max_peers`` (50)."""
         from ucsdk import widgets
 
-        return widgets.dashboard(self, refresh=refresh, max_events=max_events)
+        return widgets.dashboard(self, **options)
 
-    def show(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+    def show(self, **options: Any) -> Any:
         """Display a live dashboard of this node in the current cell and return it."""
         from ucsdk import widgets
 
-        return widgets.show(self, refresh=refresh, max_events=max_events)
+        return widgets.show(self, **options)
 
     def __repr__(self) -> str:
         if self._stopped:

@@ -171,8 +171,9 @@ def connection_counts(connections: pd.DataFrame) -> str:
 class NodeDashboard(widgets.VBox):
     """A live dashboard of a node (a :class:`ucsdk.Node` or a lab node) for Jupyter.
 
-    ``NodeDashboard(node, refresh=0.5, max_events=12)``: ``refresh`` is the period in
-    seconds between reads of the node (at least :data:`MIN_REFRESH`). Display it like any
+    ``NodeDashboard(node, refresh=0.5, max_events=12, max_peers=50)``: ``refresh`` is the
+    period in seconds between reads of the node (at least :data:`MIN_REFRESH`); the peer
+    table shows connected peers first, at most ``max_peers`` rows. Display it like any
     widget, or use ``node.show()``. ``close()`` stops its thread; so does stopping the node.
 
     Parts, each an ``ipywidgets.HTML`` with its own CSS class for styling and tests:
@@ -191,16 +192,20 @@ class NodeDashboard(widgets.VBox):
         True
     """
 
-    def __init__(self, node: Any, *, refresh: float = 0.5, max_events: int = 12) -> None:
+    def __init__(
+        self, node: Any, *, refresh: float = 0.5, max_events: int = 12, max_peers: int = 50
+    ) -> None:
         if isinstance(refresh, bool) or not isinstance(refresh, (int, float)):
             raise errors.InvalidInput("refresh", refresh, f"seconds, at least {MIN_REFRESH}")
         if not refresh >= MIN_REFRESH:
             raise errors.InvalidInput("refresh", refresh, f"seconds, at least {MIN_REFRESH}")
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            raise errors.InvalidInput("max_events", max_events, "a positive integer")
+        for name, value in (("max_events", max_events), ("max_peers", max_peers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise errors.InvalidInput(name, value, "a positive integer")
         self.node = node
         self.refresh_period = float(refresh)
         self.max_events = max_events
+        self.max_peers = max_peers
         self.redraws = 0
         """How many widget values were sent to the front end so far."""
         config = getattr(node, "config", None)
@@ -426,13 +431,21 @@ class NodeDashboard(widgets.VBox):
             for name in SEED_METRICS
         )
         self._set(self.metrics_table, f"<table class='ucsdk-metrics-table'>{rows}</table>")
-        self._set(
-            self.peer_table,
-            html_table(s.peers, PEER_TABLE_COLUMNS, "ucsdk-peer-table", "no peers yet"),
+        # Connected peers first, then the most recently seen; at most max_peers rows.
+        peers = s.peers.sort_values(["connected", "last_seen"], ascending=False)
+        more = len(peers) - self.max_peers
+        table = html_table(
+            peers.head(self.max_peers), PEER_TABLE_COLUMNS, "ucsdk-peer-table", "no peers yet"
         )
+        if more > 0:
+            table += f"<div>… and {more} more: node.peers() has them all</div>"
+        self._set(self.peer_table, table)
         connected = sorted(s.peers.loc[s.peers["connected"], "peer_id"]) if len(s.peers) else []
         if tuple(connected) != tuple(self.ping_target.options):
+            keep = self.ping_target.value
             self.ping_target.options = connected
+            if connected:
+                self.ping_target.value = keep if keep in connected else connected[0]
             self.redraws += 1
         if self._traversal_on:
             self._set(self.traversal, self._traversal_html(s))
@@ -460,15 +473,16 @@ class NodeDashboard(widgets.VBox):
         )
 
 
-def dashboard(node: Any, *, refresh: float = 0.5, max_events: int = 12) -> NodeDashboard:
-    """A :class:`NodeDashboard` for ``node`` (what ``node.widget()`` returns)."""
-    return NodeDashboard(node, refresh=refresh, max_events=max_events)
+def dashboard(node: Any, **options: Any) -> NodeDashboard:
+    """A :class:`NodeDashboard` for ``node`` (what ``node.widget()`` returns); ``options``
+    are the dashboard's (``refresh``, ``max_events``, ``max_peers``)."""
+    return NodeDashboard(node, **options)
 
 
-def show(node: Any, *, refresh: float = 0.5, max_events: int = 12) -> NodeDashboard:
+def show(node: Any, **options: Any) -> NodeDashboard:
     """Display a dashboard for ``node`` in the current cell and return it."""
     from IPython.display import display
 
-    board = dashboard(node, refresh=refresh, max_events=max_events)
+    board = dashboard(node, **options)
     display(board)
     return board

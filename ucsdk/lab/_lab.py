@@ -259,17 +259,17 @@ class LabNode:
         """Whether the node's process is up and not stopped."""
         return not self._closed and self._proc.poll() is None
 
-    def widget(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+    def widget(self, **options: Any) -> Any:
         """A live dashboard of this lab node (see :meth:`ucsdk.Node.widget`)."""
         from ucsdk import widgets
 
-        return widgets.dashboard(self, refresh=refresh, max_events=max_events)
+        return widgets.dashboard(self, **options)
 
-    def show(self, *, refresh: float = 0.5, max_events: int = 12) -> Any:
+    def show(self, **options: Any) -> Any:
         """Display a live dashboard of this lab node and return it."""
         from ucsdk import widgets
 
-        return widgets.show(self, refresh=refresh, max_events=max_events)
+        return widgets.show(self, **options)
 
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
@@ -785,4 +785,5 @@ class Lab:
         )
 
     def __repr__(self) -> str:
-        return f"Lab({self.name!r}, hosts={list(self._hosts)})"
+        state = "stopped" if self._closed else "running" if self._started else "not started"
+        return f"Lab({self.name!r}, hosts={list(self._hosts)}, {state})"

@@ -10,6 +10,10 @@ Example (as root):
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +24,8 @@ import pandas as pd
 from ucsdk import errors
 from ucsdk.lab._lab import NAT_TABLE_COLUMNS, Lab, LabHost
 from ucsdk.lab.nat import NatType
+
+logger = logging.getLogger("UniversalConnectivity")
 
 # name -> (description, hosts as (name, NAT type))
 SCENARIOS: dict[str, tuple[str, list[tuple[str, NatType]]]] = {
@@ -188,18 +194,11 @@ def run_traversal(
     """NAT traversal end to end: AutoNAT finds bob and carol private, they reserve on the
     relay, alice reaches both through it, DCUtR makes alice-bob direct and fails (with its
     reason) for carol behind a symmetric NAT."""
-    import time
 
     own = lab is None
     lab = lab or Lab(
         "traversal", node_defaults={"connection_timeout": 3.0, "autonat_min_agreement": 1}
     )
-
-    def wait(predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not predicate():
-            time.sleep(0.1)
-        return predicate()
 
     try:
         lab.start()
@@ -213,7 +212,7 @@ def run_traversal(
         for h in (alice, bob, carol):
             h.node.connect(relay.multiaddr())
         say("AutoNAT: the relay dials each NATed peer back ...")
-        if not wait(lambda: all(len(h.node.reservations()) == 1 for h in (bob, carol)), 40):
+        if not wait_until(lambda: all(len(h.node.reservations()) == 1 for h in (bob, carol)), 40):
             raise errors.LabError("traversal", "NoReservation", "bob or carol did not reserve")
         autonat = pd.concat(
             [h.node.autonat_reports().assign(host=h.name) for h in (alice, bob, carol)],
@@ -233,7 +232,7 @@ def run_traversal(
             def has_punched(node: Any = punched) -> bool:
                 return len(node.hole_punches()) > 0
 
-            wait(has_punched, 60)
+            wait_until(has_punched, 60)
         time.sleep(1.5)  # the relayed leg closes after a grace period
         punches = pd.concat(
             [h.node.hole_punches().assign(host=h.name) for h in (bob, carol)], ignore_index=True
@@ -277,3 +276,178 @@ def format_traversal(report: TraversalReport) -> str:
         + report.connections[["peer", "remote_addr", "transport", "relayed"]].to_string(index=False)
     )
     return "\n\n".join(out)
+
+
+PUNCH_TRIAL_COLUMNS = (
+    "dialer",
+    "target",
+    "dialer_nat",
+    "target_nat",
+    "transport",
+    "trial",
+    "outcome",
+    "success",
+    "attempts",
+    "time_to_direct_ms",
+    "direct_rtt_ms",
+    "reason",
+)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``predicate`` every ``step`` seconds until it holds or ``timeout`` passes; its
+    last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def circuit_addr(target: LabHost, relay: LabHost, transport: str = "tcp") -> str:
+    """``target``'s full circuit address on ``relay`` over ``transport``.
+
+    Reserves again if the reservation was lost (and logs the events that say why), so a
+    long experiment keeps running.
+    """
+    res = target.node.reservations()
+    if res.empty:
+        events = target.node.events()
+        gone = events[events["kind"].str.startswith(("relay_", "disconnected"))].tail(3)
+        logger.warning("%s lost its reservation:\n%s", target.name, gone.to_string())
+        target.node.reserve(relay.multiaddr(transport))
+        res = target.node.reservations()
+    marker = "/tcp/" if transport == "tcp" else "/quic-v1/"
+    addr = next(x for x in res.iloc[0]["circuit_addrs"] if marker in x)
+    return f"{addr}/p2p/{target.node.peer_id}"
+
+
+def _punches_beyond(host: LabHost, count: int) -> bool:
+    return len(host.node.hole_punches()) > count
+
+
+def _connected(a: LabHost, b: LabHost) -> bool:
+    return bool((a.node.connections()["peer_id"] == b.node.peer_id).any())
+
+
+def _relayed_to(a: LabHost, b: LabHost) -> bool:
+    conns = a.node.connections()
+    return any(bool(r) for r in conns[conns["peer_id"] == b.node.peer_id]["relayed"])
+
+
+def punch_trials(
+    dialer: LabHost,
+    target: LabHost,
+    relay: LabHost,
+    *,
+    trials: int = 3,
+    transport: str = "tcp",
+    measure_rtt: bool = False,
+) -> pd.DataFrame:
+    """Hole punching, ``trials`` times: ``dialer`` connects to ``target`` through
+    ``target``'s reservation on ``relay``; ``target`` (the inbound side) drives DCUtR; the
+    trial records its outcome, then closes everything between the two.
+
+    ``target`` must already hold a reservation on ``relay`` (AutoNAT makes one when it finds
+    the target private). One row per trial (:data:`PUNCH_TRIAL_COLUMNS`); with
+    ``measure_rtt``, ``direct_rtt_ms`` is the median of 5 pings after a success.
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise errors.InvalidInput("trials", trials, "a positive integer")
+    if transport not in ("tcp", "quic"):
+        raise errors.InvalidInput("transport", transport, "'tcp' or 'quic'")
+    rows = []
+    for trial in range(1, trials + 1):
+        row: dict[str, Any] = {
+            "dialer": dialer.name,
+            "target": target.name,
+            "dialer_nat": dialer.nat.value,
+            "target_nat": target.nat.value,
+            "transport": transport,
+            "trial": trial,
+            "outcome": None,
+            "success": False,
+            "attempts": 0,
+            "time_to_direct_ms": float("nan"),
+            "direct_rtt_ms": float("nan"),
+            "reason": "",
+        }
+        rows.append(row)
+        if _connected(dialer, target):  # start from no connection, or nothing is punched
+            dialer.node.disconnect(target.node.peer_id)
+            wait_until(lambda: not _connected(target, dialer), 5)
+        before = len(target.node.hole_punches())
+        try:
+            dialer.node.connect(circuit_addr(target, relay, transport), timeout=30)
+        except errors.UcsdkError as exc:
+            row.update(outcome="no_relayed_connection", reason=str(exc)[:200])
+            continue
+        if not wait_until(functools.partial(_punches_beyond, target, before), 60, 0.1):
+            row.update(outcome="no_outcome", reason="no DCUtR outcome within 60 s")
+            continue
+        punch = target.node.hole_punches().iloc[-1]
+        ok = punch["outcome"] in ("success", "direct_dial")
+        row.update(
+            outcome=punch["outcome"],
+            success=ok,
+            attempts=int(punch["attempts"]),
+            reason="" if ok else str(punch["reason"]).split(";")[-1].strip(),
+        )
+        if ok:
+            row["time_to_direct_ms"] = float(punch["time_to_direct_ms"])
+            if measure_rtt:
+                wait_until(lambda: not _relayed_to(dialer, target), 5)
+                row["direct_rtt_ms"] = statistics.median(
+                    dialer.node.ping(target.node.peer_id, count=5)
+                )
+        dialer.node.disconnect(target.node.peer_id)
+        time.sleep(0.3)
+    return pd.DataFrame(rows, columns=list(PUNCH_TRIAL_COLUMNS))
+
+
+def _general_reason(reason: str) -> str:
+    """A failure reason without its attempt number and addresses, to count alike ones."""
+    reason = re.sub(r"^attempt \d+: ", "", str(reason))
+    return re.sub(r"\[?[0-9a-fA-F.:]+\]?:\d+\b", "<addr>", reason)
+
+
+def success_rates(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per NAT pair and transport: trials, successes, success rate, the share of successes
+    on the first attempt, median time to direct and the most common failure reason.
+
+    Example:
+        >>> frame = pd.DataFrame({"dialer_nat": ["a", "a"], "target_nat": ["b", "b"],
+        ...     "transport": ["tcp", "tcp"], "success": [True, False], "attempts": [1, 3],
+        ...     "time_to_direct_ms": [250.0, float("nan")],
+        ...     "reason": ["", "attempt 3: no answer from 198.51.100.10:36317 within 3 s"]})
+        >>> rates = success_rates(frame).iloc[0]
+        >>> int(rates["trials"]), int(rates["successes"]), float(rates["success_rate"])
+        (2, 1, 0.5)
+        >>> rates["failure_reason"]
+        'no answer from <addr> within 3 s'
+    """
+    rows = []
+    for (dialer_nat, target_nat, transport), group in trials.groupby(
+        ["dialer_nat", "target_nat", "transport"], sort=False
+    ):
+        won = group[group["success"]]
+        reasons = group.loc[~group["success"], "reason"].map(_general_reason)
+        rows.append(
+            {
+                "dialer_nat": dialer_nat,
+                "target_nat": target_nat,
+                "transport": transport,
+                "trials": len(group),
+                "successes": len(won),
+                "success_rate": round(len(won) / len(group), 3),
+                "first_attempt_share": (
+                    round(float((won["attempts"] <= 1).mean()), 3) if len(won) else float("nan")
+                ),
+                "time_to_direct_ms_median": (
+                    round(float(won["time_to_direct_ms"].median()), 1) if len(won) else float("nan")
+                ),
+                "failure_reason": reasons.mode().iloc[0] if len(reasons) else "",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,207 @@
+"""The dashboard in a real browser: notebook 04 served by Voila on 127.0.0.1, loaded in
+headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+The test connects the page's node to a node of its own by typing that node's address into
+the dashboard's box and clicking Connect; the click travels browser -> Voila -> kernel ->
+node, a real libp2p connection opens, and the page must then show the peer's id in the
+peer table and the connection metrics going up. A screenshot is saved to
+``build/screenshots/dashboard.png`` (or ``$UCSDK_SCREENSHOT_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ucsdk
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "04_dashboard.ipynb"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _requirements() -> None:
+    missing = []
+    if not os.path.exists(CHROMIUM):
+        missing.append("Debian package chromium (/usr/bin/chromium)")
+    for module in ("voila", "playwright"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"Python package {module}")
+    if missing:
+        reason = "the browser check needs " + ", ".join(missing) + " (make test installs them)"
+        if os.environ.get("UCSDK_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Processes in session ``sid`` (Voila and the kernels it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def voila(tmp_path: Path) -> Iterator[str]:
+    """Voila serving notebook 04 on 127.0.0.1; its URL. Everything it started is ended."""
+    _requirements()
+    env = dict(os.environ)
+    for name in ("HOME", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        path = tmp_path / name.lower()
+        path.mkdir()
+        env[name] = str(path)
+    spec_dir = tmp_path / "share" / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ucsdk)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    env["JUPYTER_PATH"] = str(tmp_path / "share" / "jupyter")
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    port = _free_port()
+    log = (tmp_path / "voila.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(NOTEBOOK),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--ServerApp.open_browser=False",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "voila.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Voila did not listen within 60 s"
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGINT)  # Jupyter servers shut their kernels down on SIGINT
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        deadline = time.monotonic() + 10
+        while _session_pids(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _session_pids(proc.pid):  # kernels Voila failed to end: ours, by PID
+            os.kill(pid, signal.SIGKILL)
+        log.close()
+        assert not _session_pids(proc.pid)
+
+
+def _screenshot_path() -> Path:
+    folder = Path(os.environ.get("UCSDK_SCREENSHOT_DIR", ROOT / "build" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "dashboard.png"
+
+
+def _metric(page: object, name: str) -> int:
+    return int(page.inner_text(f".ucsdk-metric-{name}"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.browser
+def test_the_dashboard_updates_live_in_chromium(
+    voila: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("HOME", str(tmp_path / "browser-home"))  # Chromium writes under HOME
+
+    with ucsdk.Node.development(enable_mdns=False) as ours, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            blocked: list[str] = []
+
+            def only_loopback(route: object) -> None:
+                url = route.request.url  # type: ignore[attr-defined]
+                if url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+                    route.continue_()  # type: ignore[attr-defined]
+                else:
+                    blocked.append(url)
+                    route.abort()  # type: ignore[attr-defined]
+
+            page.route("**/*", only_loopback)
+            page.goto(voila, timeout=120_000)
+            page.wait_for_selector(".ucsdk-dashboard .ucsdk-peer-table", timeout=120_000)
+            node_id = page.inner_text(".ucsdk-peer-id").strip()
+            assert node_id.startswith("12D3KooW")
+            before = _metric(page, "total_connections_established")
+            assert before >= 2  # b, and c inbound
+
+            page.fill(".ucsdk-address input", ours.addrs[0])
+            page.click(".ucsdk-connect")
+            page.wait_for_function(
+                "id => document.querySelector('.ucsdk-peer-table').innerText.includes(id)",
+                arg=ours.peer_id,
+                timeout=30_000,
+            )
+            page.wait_for_function(
+                "n => Number(document.querySelector("
+                "'.ucsdk-metric-total_connections_established').innerText) > n",
+                arg=before,
+                timeout=30_000,
+            )
+            assert _metric(page, "active_connections") >= 1
+            assert "connected to" in page.inner_text(".ucsdk-status")
+            # The connection is real: our node sees the page's node as an inbound peer.
+            mine = ours.peers().set_index("peer_id")
+            assert bool(mine.loc[node_id, "connected"])
+            assert "inbound" in mine.loc[node_id, "sources"]
+            row = page.inner_text(".ucsdk-peer-table")
+            assert ours.peer_id in row
+            page.screenshot(path=str(_screenshot_path()), full_page=True)
+            assert all(not u.startswith(("http://127.0.0.1", "ws://127.0.0.1")) for u in blocked)
+        finally:
+            browser.close()
