@@ -43,6 +43,7 @@ test: lint typecheck lab-deps browser-deps
 bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

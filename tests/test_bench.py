@@ -45,3 +45,18 @@ def test_discovery_benchmark_quick_run() -> None:
     assert {row[1] for row in rows} == {"pubsub", "mdns"}
     for row in rows:
         assert row[2] != "None", result.stdout  # every node found every other
+
+
+def test_dashboard_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "dashboard.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "dashboard.py"), "--peers", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["peers"] == 2 and row["reads_ms"] > 0 and row["redraw_ms"] > 0
+    assert row["idle_msgs_per_s"] == 0, row
+    assert row["busy_msgs_per_s"] > 0, row
