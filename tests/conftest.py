@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +50,25 @@ def lab_required() -> None:
         if os.environ.get("UCSDK_REQUIRE_LAB") == "1":
             pytest.fail(f"UCSDK_REQUIRE_LAB=1 but {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def jupyter_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jupyter state kept out of the user's home, and a kernelspec for this interpreter.
+
+    Set in ``os.environ``, so kernels and servers started by the test inherit it.
+    """
+    for name in ("HOME", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        path = tmp_path / name.lower()
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    spec_dir = tmp_path / "kernels" / "share" / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ucsdk)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "kernels" / "share" / "jupyter"))
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")

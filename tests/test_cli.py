@@ -132,16 +132,7 @@ def test_lab_lists_scenarios() -> None:
 
 
 @pytest.mark.lab
-def test_lab_scenario_shows_the_nat(tmp_path: object) -> None:
-    from ucsdk import errors
-    from ucsdk.lab import check_requirements
-
-    try:
-        check_requirements()
-    except errors.LabUnavailable as exc:
-        if os.environ.get("UCSDK_REQUIRE_LAB") == "1":
-            raise
-        pytest.skip(str(exc))
+def test_lab_scenario_shows_the_nat(lab_required: None) -> None:
     result = _run("lab", "symmetric", "--json", timeout=180)
     assert result.returncode == 0, result.stderr
     tables = {}

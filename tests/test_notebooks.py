@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
 
 import nbformat
@@ -18,24 +15,6 @@ def test_there_are_notebooks() -> None:
     assert NOTEBOOKS
 
 
-def _kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kernelspec for this interpreter, and Jupyter state kept out of the user's home."""
-    for name in ("HOME", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-        path = tmp_path / name.lower()
-        path.mkdir()
-        monkeypatch.setenv(name, str(path))
-    spec_dir = tmp_path / "kernels" / "share" / "jupyter" / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ucsdk)",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "kernels" / "share" / "jupyter"))
-    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-
-
 def _text(cell: nbformat.NotebookNode) -> str:
     parts = []
     for output in cell.get("outputs", []):
@@ -47,26 +26,13 @@ def _text(cell: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def _needs_lab(path: Path) -> None:
-    """Notebook 03 builds a NAT lab: root and the lab's packages (skip, or fail in CI)."""
-    from ucsdk import errors
-    from ucsdk.lab import check_requirements
-
-    if "nat_traversal_lab" not in path.name:
-        return
-    try:
-        check_requirements()
-    except errors.LabUnavailable as exc:
-        if os.environ.get("UCSDK_REQUIRE_LAB") == "1":
-            raise
-        pytest.skip(str(exc))
-
-
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _needs_lab(path)
-    _kernel_env(tmp_path, monkeypatch)
+def test_notebook_runs(
+    path: Path, tmp_path: Path, jupyter_env: None, request: pytest.FixtureRequest
+) -> None:
+    if "nat_traversal_lab" in path.name:  # notebook 03 builds a NAT lab
+        request.getfixturevalue("lab_required")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,

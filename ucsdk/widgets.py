@@ -39,7 +39,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from ucsdk import errors
+from ucsdk import errors, frames
 from ucsdk.metrics import ConnectivityMetrics
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -67,15 +67,8 @@ PEER_TABLE_COLUMNS = (
     "sources",
     "agent_version",
 )
-HOLE_PUNCH_COLUMNS = (
-    "peer_id",
-    "role",
-    "transport",
-    "attempts",
-    "rtt_ms",
-    "time_to_direct_ms",
-    "outcome",
-    "reason",
+HOLE_PUNCH_COLUMNS = tuple(
+    c for c in frames.HOLE_PUNCH_COLUMNS if c not in ("time", "remote_addrs", "local_addrs")
 )
 RESERVATION_COLUMNS = ("relay_peer_id", "expires_in_s", "voucher_valid", "circuit_addrs")
 _BADGE_COLOURS = {"public": "#1a7f37", "private": "#bc4c00", "unknown": "#6e7781"}

@@ -10,7 +10,6 @@ peer table and the connection metrics going up. A screenshot is saved to
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -76,24 +75,9 @@ def _session_pids(sid: int) -> list[int]:
 
 
 @pytest.fixture
-def voila(tmp_path: Path) -> Iterator[str]:
+def voila(tmp_path: Path, jupyter_env: None) -> Iterator[str]:
     """Voila serving notebook 04 on 127.0.0.1; its URL. Everything it started is ended."""
     _requirements()
-    env = dict(os.environ)
-    for name in ("HOME", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-        path = tmp_path / name.lower()
-        path.mkdir()
-        env[name] = str(path)
-    spec_dir = tmp_path / "share" / "jupyter" / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ucsdk)",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    env["JUPYTER_PATH"] = str(tmp_path / "share" / "jupyter")
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     port = _free_port()
     log = (tmp_path / "voila.log").open("w")
     proc = subprocess.Popen(
@@ -107,7 +91,6 @@ def voila(tmp_path: Path) -> Iterator[str]:
             "--Voila.ip=127.0.0.1",
             "--ServerApp.open_browser=False",
         ],
-        env=env,
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -151,12 +134,8 @@ def _metric(page: object, name: str) -> int:
 
 
 @pytest.mark.browser
-def test_the_dashboard_updates_live_in_chromium(
-    voila: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_dashboard_updates_live_in_chromium(voila: str) -> None:
     from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("HOME", str(tmp_path / "browser-home"))  # Chromium writes under HOME
 
     with ucsdk.Node.development(enable_mdns=False) as ours, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

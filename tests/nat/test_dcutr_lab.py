@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import ucsdk.lab
+from ucsdk.lab.scenarios import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -17,15 +16,6 @@ DEFAULTS = {
 }
 
 
-def _wait(predicate, timeout: float, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
-
-
 def _build(lab: ucsdk.lab.Lab, nat_a: str, nat_b: str) -> tuple[ucsdk.lab.LabHost, ...]:
     relay = lab.add_public_host("relay", enable_relay_server=True)
     a = lab.add_host("a", nat=nat_a)
@@ -34,7 +24,7 @@ def _build(lab: ucsdk.lab.Lab, nat_a: str, nat_b: str) -> tuple[ucsdk.lab.LabHos
     a.node.connect(relay.multiaddr())
     b.node.connect(relay.multiaddr())
     # AutoNAT says private, so b reserves on the relay by itself.
-    assert _wait(lambda: len(b.node.reservations()) == 1, 30, 0.2), b.node.events()
+    assert wait_until(lambda: len(b.node.reservations()) == 1, 30, 0.2), b.node.events()
     return relay, a, b
 
 
@@ -48,7 +38,9 @@ def test_cone_nats_upgrade_to_direct_over_tcp_quickly(lab_required: None) -> Non
         _, a, b = _build(lab, "port_restricted", "port_restricted")
         circuit = next(x for x in b.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in x)
         a.node.connect(f"{circuit}/p2p/{b.node.peer_id}")
-        assert _wait(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.connections()
+        assert wait_until(lambda: _links(a.node, b.node.peer_id) == [False], 10), (
+            a.node.connections()
+        )
         punches = b.node.hole_punches()
         row = punches.iloc[-1]
         assert (row["role"], row["transport"], row["outcome"]) == ("initiator", "tcp", "success")
@@ -69,7 +61,7 @@ def test_symmetric_nat_defeats_the_punch_and_the_peers_stay_relayed(lab_required
         _, a, b = _build(lab, "symmetric", "port_restricted")
         circuit = next(x for x in b.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in x)
         a.node.connect(f"{circuit}/p2p/{b.node.peer_id}")
-        assert _wait(lambda: len(b.node.hole_punches()) > 0, 40, 0.2)
+        assert wait_until(lambda: len(b.node.hole_punches()) > 0, 40, 0.2)
         row = b.node.hole_punches().iloc[-1]
         assert row["outcome"] == "failed" and row["attempts"] == 3
         assert "symmetric NAT" in row["reason"]
@@ -89,11 +81,11 @@ def test_the_seed_flow_dial_peer_ends_direct(lab_required: None) -> None:
             row = peers[peers["peer_id"] == b.node.peer_id]
             return bool(len(row)) and any("/p2p-circuit" in x for x in row.iloc[0]["multiaddrs"])
 
-        assert _wait(knows_circuit, 20, 0.2)  # through pubsub discovery
+        assert wait_until(knows_circuit, 20, 0.2)  # through pubsub discovery
         assert a.node.dial_peer(b.node.peer_id, use_relay=True, timeout=30)
-        assert _wait(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.events()
+        assert wait_until(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.events()
         # The relayed leg closes after a short grace period.
-        assert _wait(lambda: a.node.metrics().relay_connections == 0, 10)
+        assert wait_until(lambda: a.node.metrics().relay_connections == 0, 10)
         metrics = a.node.metrics()
         assert metrics.direct_connections == 2  # the relay and b
         assert metrics.total_connections_established >= 3  # relay, relayed b, direct b
@@ -163,11 +155,13 @@ def test_cone_nats_upgrade_to_direct_over_quic(lab_required: None) -> None:
         lab.wait_ready()
         a.node.connect(relay.multiaddr("quic"))
         b.node.connect(relay.multiaddr("quic"))
-        assert _wait(lambda: len(b.node.reservations()) == 1, 30, 0.2), b.node.events()
+        assert wait_until(lambda: len(b.node.reservations()) == 1, 30, 0.2), b.node.events()
         circuit = b.node.reservations().iloc[0]["circuit_addrs"][0]
         assert "/quic-v1/" in circuit
         a.node.connect(f"{circuit}/p2p/{b.node.peer_id}")
-        assert _wait(lambda: _links(a.node, b.node.peer_id) == [False], 10), a.node.connections()
+        assert wait_until(lambda: _links(a.node, b.node.peer_id) == [False], 10), (
+            a.node.connections()
+        )
         row = b.node.hole_punches().iloc[-1]
         assert (row["transport"], row["outcome"], row["attempts"]) == ("quic", "success", 1)
         assert row["time_to_direct_ms"] < 1000, row
