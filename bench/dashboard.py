@@ -26,7 +26,12 @@ from typing import Any
 import ucsdk
 from ucsdk.widgets import NodeDashboard
 
-QUIET = {"enable_mdns": False, "enable_pubsub_discovery": False, "enable_autonat": False}
+QUIET = {
+    "enable_mdns": False,
+    "enable_pubsub_discovery": False,
+    "enable_autonat": False,
+    "enable_dht_discovery": False,
+}
 
 
 def _reads(node: ucsdk.Node) -> None:
@@ -54,7 +59,10 @@ def measure(peers: int, calls: int = 30) -> dict[str, Any]:
         others = [stack.enter_context(ucsdk.Node.development(**QUIET)) for _ in range(peers)]
         for other in others:
             node.connect(other.addrs[0])
-        time.sleep(1.0)  # identify answers
+        # Settled: identify has answered for every peer.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and node.peers()["agent_version"].isna().any():
+            time.sleep(0.1)
         board = NodeDashboard(node, refresh=0.5)
         reads, redraws = [], []
         for _ in range(calls):  # alternate, so both see the same machine state

@@ -27,8 +27,14 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 # No mDNS and no pubsub discovery (other nodes on this machine stay out of these tables),
-# no AutoNAT (its dial-backs come from a separate peer id): an idle node is really idle.
-QUIET = {"enable_mdns": False, "enable_pubsub_discovery": False, "enable_autonat": False}
+# no AutoNAT (its dial-backs come from a separate peer id), no DHT (its table scan adds the
+# source "dht" to peers a few seconds later): an idle node is really idle.
+QUIET = {
+    "enable_mdns": False,
+    "enable_pubsub_discovery": False,
+    "enable_autonat": False,
+    "enable_dht_discovery": False,
+}
 
 
 @pytest.fixture
