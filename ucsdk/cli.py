@@ -108,8 +108,9 @@ def cmd_node(args: argparse.Namespace) -> int:
                 ]
                 print(json.dumps({"time": time.time(), "peers": peers}), flush=True)
             else:
-                print(f"\n{time.strftime('%H:%M:%S')}  peers of {_short(node.peer_id)}")
-                print(peer_table(node), flush=True)
+                # One write per table, ended by a blank line: a reader sees it is complete.
+                header = f"{time.strftime('%H:%M:%S')}  peers of {_short(node.peer_id)}"
+                print(f"\n{header}\n{peer_table(node)}\n", flush=True)
             if args.once or stop.event.wait(args.interval):
                 break
     finally:
@@ -157,20 +158,19 @@ class _Child:
         return self.addr.rsplit("/p2p/", 1)[1]
 
     def last_table(self) -> list[str]:
-        """The most recent peer table the child printed."""
+        """The most recent complete peer table the child printed (one the blank line after
+        it ends; the reader may hold only the first lines of a table being printed)."""
+        lines = list(self.lines)
         starts = [
-            i
-            for i, line in enumerate(self.lines)
-            if line.endswith(f"peers of {_short(self.peer_id)}")
+            i for i, line in enumerate(lines) if line.endswith(f"peers of {_short(self.peer_id)}")
         ]
-        if not starts:
-            return []
-        table = []
-        for line in self.lines[starts[-1] + 1 :]:
-            if not line.strip():
-                break
-            table.append(line)
-        return table
+        for start in reversed(starts):
+            table: list[str] = []
+            for line in lines[start + 1 :]:
+                if not line.strip():
+                    return table
+                table.append(line)
+        return []
 
 
 class _Children:

@@ -17,6 +17,7 @@ import pytest
 import ucsdk.lab
 from ucsdk import errors
 from ucsdk.lab import NatType, net
+from ucsdk.lab.scenarios import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -65,6 +66,10 @@ def test_the_nat_is_real() -> None:
 
         # The public side sees the router's address, not the inside one.
         cone.node.connect(relay.multiaddr())
+        # connect() returns when the dialer's side is done; the relay records it a moment later.
+        assert wait_until(
+            lambda: (relay.node.connections()["peer_id"] == cone.node.peer_id).any(), 10, 0.1
+        )
         seen = relay.node.connections()
         row = seen[seen["peer_id"] == cone.node.peer_id].iloc[0]
         assert row["remote_addr"].startswith(f"/ip4/{cone.public_ip}/tcp/")
