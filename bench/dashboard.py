@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import ucsdk
+from ucsdk.lab.scenarios import wait_until
 from ucsdk.widgets import NodeDashboard
 
 QUIET = {
@@ -44,13 +45,10 @@ def _reads(node: ucsdk.Node) -> None:
     node.reservations()
 
 
-def _median_ms(fn: Any, calls: int) -> float:
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+def _elapsed_ms(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
 
 
 def measure(peers: int, calls: int = 30) -> dict[str, Any]:
@@ -60,14 +58,12 @@ def measure(peers: int, calls: int = 30) -> dict[str, Any]:
         for other in others:
             node.connect(other.addrs[0])
         # Settled: identify has answered for every peer.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and node.peers()["agent_version"].isna().any():
-            time.sleep(0.1)
+        wait_until(lambda: node.peers()["agent_version"].notna().all(), 10, 0.1)
         board = NodeDashboard(node, refresh=0.5)
         reads, redraws = [], []
         for _ in range(calls):  # alternate, so both see the same machine state
-            reads.append(_median_ms(lambda: _reads(node), 1))
-            redraws.append(_median_ms(board.refresh, 1))
+            reads.append(_elapsed_ms(lambda: _reads(node)))
+            redraws.append(_elapsed_ms(board.refresh))
         before = board.redraws
         time.sleep(3.0)
         idle = (board.redraws - before) / 3.0

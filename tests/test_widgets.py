@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import ucsdk
 from ucsdk import errors
+from ucsdk.lab.scenarios import wait_until
 from ucsdk.widgets import NodeDashboard
 
 
 def _dashboard_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("ucsdk-dashboard")]
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # No mDNS and no pubsub discovery (other nodes on this machine stay out of these tables),
@@ -41,7 +33,7 @@ QUIET = {
 def pair() -> Iterator[tuple[ucsdk.Node, ucsdk.Node]]:
     with ucsdk.Node.development(**QUIET) as a, ucsdk.Node.development(**QUIET) as b:
         yield a, b
-    assert _wait_for(lambda: not _dashboard_threads(), 5), _dashboard_threads()
+    assert wait_until(lambda: not _dashboard_threads(), 5), _dashboard_threads()
 
 
 def test_the_dashboard_shows_real_peers_metrics_and_events(
@@ -73,7 +65,7 @@ def test_an_idle_node_sends_nothing_and_a_busy_one_is_rate_limited(
     a, b = pair
     a.connect(b.addrs[0])
     # Settled: identify has answered (the agent version is known).
-    assert _wait_for(lambda: a.peers()["agent_version"].notna().all())
+    assert wait_until(lambda: a.peers()["agent_version"].notna().all(), 10)
     time.sleep(0.5)
     board = a.widget(refresh=0.5)
     assert board.refresh()
@@ -106,13 +98,13 @@ def test_connect_box_and_ping_button(pair: tuple[ucsdk.Node, ucsdk.Node]) -> Non
     assert "connect failed" in board.status.value and "notaport" in board.status.value
     board.address.value = b.addrs[0]
     board.connect_button.click()
-    assert _wait_for(lambda: "connected to" in board.status.value)
+    assert wait_until(lambda: "connected to" in board.status.value, 10)
     assert b.peer_id in board.status.value
     assert a.peers().set_index("peer_id").loc[b.peer_id, "connected"]
-    assert _wait_for(lambda: list(board.ping_target.options) == [b.peer_id])
+    assert wait_until(lambda: list(board.ping_target.options) == [b.peer_id], 10)
     assert board.ping_target.value == b.peer_id  # the only connected peer is preselected
     board.ping_button.click()
-    assert _wait_for(lambda: board.status.value.startswith("ping "))
+    assert wait_until(lambda: board.status.value.startswith("ping "), 10)
     assert board.status.value.endswith(" ms")
     rtts = board.status.value.split("</code>: ")[1].removesuffix(" ms").split(", ")
     assert len(rtts) == 3 and all(float(r) > 0 for r in rtts)
@@ -189,7 +181,7 @@ def test_the_peer_table_is_capped_connected_peers_first(
         a.connect(b.addrs[0])
         c.connect(a.addrs[0])
         a.disconnect(b.peer_id)
-        assert _wait_for(lambda: int(a.peers()["connected"].sum()) == 1)
+        assert wait_until(lambda: int(a.peers()["connected"].sum()) == 1, 10)
         board = a.widget(max_peers=1)
         assert c.peer_id in board.peer_table.value
         assert b.peer_id not in board.peer_table.value

@@ -318,6 +318,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from ucsdk.lab import Lab
     from ucsdk.lab.scenarios import (
         SCENARIOS,
+        TRAVERSAL_DEFAULTS,
         TRAVERSAL_HOSTS,
         format_report,
         format_traversal,
@@ -334,11 +335,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"{'':10s} hosts {kinds}")
         return EXIT_OK
     if args.scenario == "traversal":
-        lab = Lab(
-            "traversal",
-            keep_logs=args.keep_logs,
-            node_defaults={"connection_timeout": 3.0, "autonat_min_agreement": 1},
-        )
+        lab = Lab("traversal", keep_logs=args.keep_logs, node_defaults=TRAVERSAL_DEFAULTS)
         try:
             say = (lambda text: print(f"    {text}", file=sys.stderr)) if args.json else _say
             traversal = run_traversal(say=say, lab=lab)

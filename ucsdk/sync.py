@@ -59,8 +59,10 @@ def _stop_all_nodes() -> None:
 atexit.register(_stop_all_nodes)
 
 
-def _run_stop_hooks(hooks: list[Callable[[], None]]) -> None:
-    """Tell what follows a node (its dashboards) that it stops; a failing hook is logged."""
+def run_stop_hooks(hooks: list[Callable[[], None]]) -> None:
+    """Tell what follows a node (its dashboards) that it stops; a failing hook is logged.
+
+    Shared by :class:`Node` and the lab's node handles."""
     for hook in list(hooks):
         try:
             hook()
@@ -187,7 +189,7 @@ class Node:
             self._stopped = True
         _LIVE_NODES.discard(self)
         limit = self.timeout if timeout is None else _check_timeout(timeout)
-        _run_stop_hooks(self._stop_hooks)
+        run_stop_hooks(self._stop_hooks)
         try:
             if self._stop_requested is not None:
                 self._portal.call(self._stop_requested.set)

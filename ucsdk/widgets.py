@@ -32,7 +32,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +95,6 @@ class _Snapshot:
     events: pd.DataFrame
     hole_punches: pd.DataFrame | None = None
     reservations: pd.DataFrame | None = None
-    taken_at: datetime = field(default_factory=datetime.now)
 
 
 def _cell(value: Any) -> str:
@@ -188,9 +187,8 @@ class NodeDashboard(widgets.VBox):
     def __init__(
         self, node: Any, *, refresh: float = 0.5, max_events: int = 12, max_peers: int = 50
     ) -> None:
-        if isinstance(refresh, bool) or not isinstance(refresh, (int, float)):
-            raise errors.InvalidInput("refresh", refresh, f"seconds, at least {MIN_REFRESH}")
-        if not refresh >= MIN_REFRESH:
+        numeric = isinstance(refresh, (int, float)) and not isinstance(refresh, bool)
+        if not numeric or not refresh >= MIN_REFRESH:
             raise errors.InvalidInput("refresh", refresh, f"seconds, at least {MIN_REFRESH}")
         for name, value in (("max_events", max_events), ("max_peers", max_peers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -249,7 +247,6 @@ class NodeDashboard(widgets.VBox):
         self._closing = threading.Event()
         self._drawn = threading.Condition()
         self._ticks = 0
-        self._sent: dict[int, str] = {}
         self._draw(self._read())
         self._thread = threading.Thread(
             target=self._loop, name=f"ucsdk-dashboard-{node.peer_id[-8:]}", daemon=True
@@ -401,10 +398,10 @@ class NodeDashboard(widgets.VBox):
         return snapshot
 
     def _set(self, part: widgets.HTML, value: str) -> None:
-        """Send ``value`` only when it differs from what the front end has."""
-        if self._sent.get(id(part)) == value:
+        """Send ``value`` only when it differs from what the front end has (this thread is
+        the only writer, so ``part.value`` is what was sent last)."""
+        if part.value == value:
             return
-        self._sent[id(part)] = value
         part.value = value
         self.redraws += 1
 
@@ -416,7 +413,7 @@ class NodeDashboard(widgets.VBox):
             f"<b>ucsdk node</b> <code class='ucsdk-peer-id'>{html.escape(s.peer_id)}</code>"
             f"<br>{addrs}",
         )
-        self._set(self.nat, nat_badge(m.nat_status, getattr(m, "nat_confidence", 0)))
+        self._set(self.nat, nat_badge(m.nat_status, m.nat_confidence))
         self._set(self.counts, f"<b>connections</b>: {connection_counts(s.connections)}")
         values = m.to_dict()
         rows = "".join(
@@ -445,7 +442,7 @@ class NodeDashboard(widgets.VBox):
         events = s.events.tail(self.max_events).iloc[::-1]
         self._set(
             self.event_log,
-            html_table(events, ("time", "kind", "peer_id", "detail"), "ucsdk-event-table", "—"),
+            html_table(events, frames.EVENT_COLUMNS, "ucsdk-event-table", "—"),
         )
 
     @staticmethod
@@ -462,7 +459,7 @@ class NodeDashboard(widgets.VBox):
             + "<b>hole punches (DCUtR)</b>"
             + html_table(s.hole_punches, HOLE_PUNCH_COLUMNS, "ucsdk-holepunch-table", "none yet")
             + f"<div>success rate {s.metrics.dcutr_success_rate:.0%} of "
-            f"{getattr(s.metrics, 'dcutr_attempts', 0)} attempts</div>"
+            f"{s.metrics.dcutr_attempts} attempts</div>"
         )
 
 

@@ -30,6 +30,7 @@ from ucsdk.lab.rpc import read_frame, write_frame
 from ucsdk.lab.stun import STUN_PORT
 from ucsdk.metrics import ConnectivityMetrics
 from ucsdk.peers import DiscoveredPeer, PeerInfo
+from ucsdk.sync import run_stop_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -281,10 +282,7 @@ class LabNode:
         if self._closed:
             return
         self._closed = True
-        for hook in list(self._stop_hooks):
-            with contextlib.suppress(Exception):
-                hook()
-        self._stop_hooks.clear()
+        run_stop_hooks(self._stop_hooks)
         if self._proc.poll() is None and self._proc.stdin is not None:
             future: Future[Any] = Future()
             with self._lock:

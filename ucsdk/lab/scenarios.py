@@ -130,12 +130,8 @@ def _relay_view(relay: LabHost, expected: set[str], timeout: float = 10.0) -> pd
     the same connection a moment later, so the relay's table is read until it has caught up
     (or ``timeout`` passes, and the table is shown as it is).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        view = relay.node.connections()
-        if expected <= set(view["peer_id"]) or time.monotonic() > deadline:
-            return view
-        time.sleep(0.1)
+    wait_until(lambda: expected <= set(relay.node.connections()["peer_id"]), timeout, 0.1)
+    return relay.node.connections()
 
 
 def format_report(report: ScenarioReport) -> str:
@@ -180,6 +176,9 @@ class TraversalReport:
     connections: pd.DataFrame
 
 
+TRAVERSAL_DEFAULTS: dict[str, Any] = {"connection_timeout": 3.0, "autonat_min_agreement": 1}
+"""Node settings of the traversal lab: short dials, and one AutoNAT server (the relay)."""
+
 TRAVERSAL_HOSTS = [
     ("relay", NatType.NONE),
     ("alice", NatType.PORT_RESTRICTED),
@@ -196,9 +195,7 @@ def run_traversal(
     reason) for carol behind a symmetric NAT."""
 
     own = lab is None
-    lab = lab or Lab(
-        "traversal", node_defaults={"connection_timeout": 3.0, "autonat_min_agreement": 1}
-    )
+    lab = lab or Lab("traversal", node_defaults=TRAVERSAL_DEFAULTS)
 
     try:
         lab.start()
@@ -223,16 +220,8 @@ def run_traversal(
         )
         for target in (bob, carol):
             say(f"alice dials {target.name} through the relay; {target.name} starts DCUtR ...")
-            circuit = next(
-                a for a in target.node.reservations().iloc[0]["circuit_addrs"] if "/tcp/" in a
-            )
-            alice.node.connect(f"{circuit}/p2p/{target.node.peer_id}")
-            punched = target.node
-
-            def has_punched(node: Any = punched) -> bool:
-                return len(node.hole_punches()) > 0
-
-            wait_until(has_punched, 60)
+            alice.node.connect(circuit_addr(target, relay))
+            wait_until(functools.partial(_punches_beyond, target, 0), 60)
         time.sleep(1.5)  # the relayed leg closes after a grace period
         punches = pd.concat(
             [h.node.hole_punches().assign(host=h.name) for h in (bob, carol)], ignore_index=True
