@@ -105,16 +105,59 @@ def test_ping_malformed_multiaddr_exits_2() -> None:
     assert "/not/a/multiaddr" in result.stderr
 
 
-def test_ping_closed_port_exits_1_within_timeout() -> None:
+def _closed_port_target() -> str:
+    """A peer address on 127.0.0.1 where nothing listens (a port just freed)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    target = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(new_key_pair())}"
+    return f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(new_key_pair())}"
+
+
+LIBP2P_LINE = re.compile(r"^\w+ libp2p[.:]", re.M)
+
+
+def test_ping_closed_port_exits_1_within_timeout() -> None:
+    target = _closed_port_target()
     started = time.monotonic()
     result = _run("ping", target, "--timeout", "3", timeout=60)
     assert result.returncode == 1
-    assert "could not connect" in result.stderr
     assert time.monotonic() - started < 30
+    # ucsdk's message, and none of py-libp2p's own log lines about the failed dial
+    assert result.stderr.startswith("ucsdk: could not connect"), result.stderr
+    assert "Connection refused" in result.stderr
+    assert "Failed to open" not in result.stderr
+    assert not LIBP2P_LINE.search(result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_shows_libp2p_log_lines(where: str) -> None:
+    target = _closed_port_target()
+    ping = ["ping", target, "--timeout", "3"]
+    result = _run(*(["-v", *ping] if where == "before" else [*ping, "-v"]), timeout=60)
+    assert result.returncode == 1
+    assert re.search(
+        r"^ERROR libp2p\.transport\.tcp\.tcp: Failed to open TCP stream", result.stderr, re.M
+    ), result.stderr
+    assert result.stderr.splitlines()[-1].startswith("ucsdk: could not connect")
+
+
+def test_cli_logging_keeps_ucsdk_records_and_hides_libp2p_ones() -> None:
+    script = (
+        "import logging, sys\n"
+        "from ucsdk.cli import _configure_logging\n"
+        "_configure_logging(int(sys.argv[1]))\n"
+        "logging.getLogger('UniversalConnectivity').warning('ours')\n"
+        "logging.getLogger('libp2p.transport.tcp.tcp').error('theirs')\n"
+        "logging.getLogger('libp2p').critical('theirs too')\n"
+    )
+    for verbose, shown in ((0, []), (1, ["theirs", "theirs too"])):
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(verbose)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0] == "WARNING UniversalConnectivity: ours"
+        assert [line.split(": ", 1)[1] for line in lines[1:]] == shown
 
 
 def test_node_once_prints_ready_and_exits() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -107,7 +109,9 @@ def test_preset_overrides_and_unknown_preset() -> None:
         ("transports", []),
         ("transports", "tcp"),
         ("listen_addrs", ["/ip4/127.0.0.1/tcp/notaport"]),
-        ("listen_addrs", ["/ip4/127.0.0.1/udp/0/quic-v1"]),
+        ("listen_addrs", ["/ip4/127.0.0.1/udp/0"]),
+        ("listen_addrs", ["/ip4/127.0.0.1/udp/0/webrtc-direct"]),
+        ("listen_addrs", ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"]),
         ("bootstrap_peers", ["/ip4/127.0.0.1/tcp/4001"]),
         ("bootstrap_peers", ["not a multiaddr"]),
         ("enable_mdns", "yes"),
@@ -115,11 +119,28 @@ def test_preset_overrides_and_unknown_preset() -> None:
         ("pubsub_discovery_topics", "_peer-discovery._p2p._pubsub"),
         ("listen_host", "localhost-ish"),
         ("log_level", "LOUD"),
+        ("observed_addr_min_observers", 0),
+        ("observed_addr_min_observers", 2.0),
+        ("observed_addr_min_groups", 0),
+        ("observed_addr_min_groups", 5),  # more groups than observers (4)
+        ("observed_addr_ttl", 0),
+        ("observed_addr_ttl", float("inf")),
+        ("advertise_all_addrs", "no"),
+        ("dial_tcp_delay", -0.1),
+        ("dial_tcp_delay", float("nan")),
+        ("dial_relay_delay", -1),
+        ("dial_relay_delay", True),
+        ("max_parallel_dials", 0),
+        ("service_restart_backoff", (0, 30.0)),
+        ("service_restart_backoff", (5.0, 1.0)),
+        ("service_restart_backoff", (0.5,)),
+        ("service_restart_backoff", 0.5),
+        ("service_max_restarts", -1),
     ],
 )
-def test_invalid_values_name_field_and_value(field: str, value: object) -> None:
+def test_invalid_values_raise_when_the_config_is_made(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as caught:
-        ConnectivityConfig(**{field: value}).validate()
+        ConnectivityConfig(**{field: value})
     error = caught.value
     assert isinstance(error, UcsdkError)
     assert error.field == field
@@ -130,9 +151,106 @@ def test_invalid_values_name_field_and_value(field: str, value: object) -> None:
         assert repr(value) in str(error) or str(value) in str(error)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda changes: ConnectivityConfig().replace(**changes),
+        lambda changes: dataclasses.replace(ConnectivityConfig(), **changes),
+        lambda changes: ConnectivityConfig.preset("development", **changes),
+        lambda changes: ConnectivityConfig.preset("server", **changes),
+    ],
+    ids=["replace", "dataclasses.replace", "development", "server"],
+)
+def test_replace_and_presets_validate(make: Callable[[dict[str, object]], object]) -> None:
+    with pytest.raises(ConfigError, match=r"pubsub_announce_interval=-1 is invalid") as caught:
+        make({"pubsub_announce_interval": -1})
+    assert (caught.value.field, caught.value.value) == ("pubsub_announce_interval", -1)
+    with pytest.raises(ConfigError, match="observed_addr_min_groups=3"):
+        make({"observed_addr_min_observers": 2, "observed_addr_min_groups": 3})
+
+
+def test_validate_stays_public_and_checks_assigned_fields() -> None:
+    config = ConnectivityConfig()
+    assert config.validate() is config
+    config.max_parallel_dials = 0
+    with pytest.raises(ConfigError, match="max_parallel_dials=0"):
+        config.validate()
+
+
+def test_new_fields_defaults_and_bounds() -> None:
+    config = ConnectivityConfig()
+    assert config.observed_addr_min_observers == 4
+    assert config.observed_addr_min_groups == 2
+    assert config.observed_addr_ttl == 1800.0
+    assert config.advertise_all_addrs is False
+    assert (config.dial_tcp_delay, config.dial_relay_delay) == (0.25, 0.5)
+    assert config.max_parallel_dials == 8
+    assert config.service_restart_backoff == (0.5, 30.0)
+    assert config.service_max_restarts == 10
+    edge = ConnectivityConfig(
+        observed_addr_min_observers=1,
+        observed_addr_min_groups=1,
+        dial_tcp_delay=0,
+        dial_relay_delay=0,
+        max_parallel_dials=1,
+        service_restart_backoff=[2, 2],  # a list (e.g. from JSON) becomes a tuple
+        service_max_restarts=0,
+        advertise_all_addrs=True,
+    )
+    assert edge.service_restart_backoff == (2, 2)
+    for preset in ("browser", "server", "private", "development"):
+        assert ConnectivityConfig.preset(preset).service_restart_backoff == (0.5, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("transports", "addr", "expected"),
+    [
+        (["tcp"], "/ip4/127.0.0.1/tcp/0/ws", ["tcp", "websocket"]),
+        (["tcp"], "/ip4/127.0.0.1/udp/0/quic-v1", ["tcp", "quic"]),
+        (["quic"], "/ip4/127.0.0.1/tcp/4001", ["quic", "tcp"]),
+        (["websocket"], "/ip4/127.0.0.1/tcp/0/ws", ["websocket"]),
+    ],
+)
+def test_listen_addr_enables_its_transport(
+    transports: list[str], addr: str, expected: list[str]
+) -> None:
+    config = ConnectivityConfig(transports=transports, listen_addrs=[addr])
+    assert config.transports == expected
+    assert transports == expected[: len(transports)]  # the caller's list is not changed
+    assert config.resolved_listen_addrs() == [addr]
+    # and on replace, from a config without that transport
+    assert ConnectivityConfig(transports=transports).replace(listen_addrs=[addr]).transports == (
+        expected
+    )
+
+
+def test_node_listening_only_on_websocket_accepts_a_websocket_dial() -> None:
+    import ucsdk
+
+    ws = "/ip4/127.0.0.1/tcp/0/ws"
+    with (
+        ucsdk.Node.development(listen_addrs=[ws], enable_mdns=False) as server,
+        ucsdk.Node.development(transports=["websocket"], enable_mdns=False) as client,
+    ):
+        assert "websocket" in server.config.transports
+        assert server.addrs and all("/tcp/" in a and "/ws/p2p/" in a for a in server.addrs)
+        info = client.connect(server.addrs[0])
+        assert info.transport == "websocket"
+        conn = client.connections().iloc[0]
+        assert conn["transport"] == "websocket"
+        assert conn["remote_addr"].endswith("/ws")
+        deadline = time.monotonic() + 5
+        while server.connections().empty and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(server.connections()["transport"]) == ["websocket"]
+
+
 def test_planned_transport_is_explained() -> None:
     with pytest.raises(ConfigError, match="webrtc is not supported yet"):
-        ConnectivityConfig(transports=["webrtc"]).validate()
+        ConnectivityConfig(transports=["webrtc"])
+    with pytest.raises(ConfigError, match="webrtc-direct is not supported yet") as caught:
+        ConnectivityConfig(listen_addrs=["/ip4/127.0.0.1/udp/0/webrtc-direct"])
+    assert caught.value.value == "/ip4/127.0.0.1/udp/0/webrtc-direct"
 
 
 def test_replace_rejects_unknown_field_with_suggestion() -> None:

@@ -1,5 +1,8 @@
 """The ``ucsdk`` command: run a node, ping a peer, or watch a local swarm.
 
+Log records from WARNING up go to stderr: ucsdk's always, py-libp2p's (the ``libp2p``
+loggers) only with ``-v``; ``-vv`` shows INFO records too, ``-vvv`` DEBUG.
+
 Example:
     >>> from ucsdk.cli import build_parser
     >>> build_parser().parse_args(["ping", "/ip4/127.0.0.1/tcp/1/p2p/x", "--count", "3"]).count
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import signal
 import statistics
 import subprocess
@@ -24,6 +28,7 @@ import pandas as pd
 
 from ucsdk import errors
 from ucsdk.config import ConnectivityConfig
+from ucsdk.host import restore_libp2p_logging
 from ucsdk.sync import Node
 
 EXIT_OK = 0
@@ -365,11 +370,50 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------- logging
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class _HideLibp2p(logging.Filter):
+    """Drops the records of py-libp2p's loggers (``libp2p`` and below)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "libp2p" or record.name.startswith("libp2p."))
+
+
+def _configure_logging(verbose: int) -> logging.Handler:
+    """A stderr handler on the root logger; py-libp2p's records reach it only when verbose.
+
+    py-libp2p logs every failed dial attempt itself ("Failed to open TCP stream ..."), above
+    the error ucsdk reports; without ``-v`` those lines are hidden. The filter sits on the
+    handler, so it holds whatever levels the ``libp2p`` loggers get when a host is built.
+    """
+    restore_libp2p_logging()  # py-libp2p's loggers propagate to the root logger (here)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if not verbose:
+        handler.addFilter(_HideLibp2p())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    levels = {0: logging.WARNING, 1: logging.WARNING, 2: logging.INFO}
+    root.setLevel(levels.get(verbose, logging.DEBUG))
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ucsdk", description=__doc__.splitlines()[0])
+    verbose_help = "show py-libp2p's log lines (-vv: also INFO records, -vvv: DEBUG)"
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
+    # -v is also accepted after the subcommand (``ucsdk ping ADDR -v``).
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=verbose_help
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    node = commands.add_parser("node", help="run a node and show its peers until Ctrl-C")
+    node = commands.add_parser(
+        "node", parents=[verbosity], help="run a node and show its peers until Ctrl-C"
+    )
     node.add_argument("--listen-host", default="127.0.0.1")
     node.add_argument("--port", type=int, default=0)
     node.add_argument(
@@ -387,21 +431,25 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--once", action="store_true", help="print the table once and exit")
     node.set_defaults(func=cmd_node)
 
-    ping = commands.add_parser("ping", help="connect to MULTIADDR and ping it")
+    ping = commands.add_parser("ping", parents=[verbosity], help="connect to MULTIADDR and ping it")
     ping.add_argument("multiaddr")
     ping.add_argument("--count", type=int, default=5)
     ping.add_argument("--timeout", type=float, default=10.0)
     ping.set_defaults(func=cmd_ping)
 
     demo = commands.add_parser(
-        "demo", help="a local swarm on loopback, then the NAT lab when run as root"
+        "demo",
+        parents=[verbosity],
+        help="a local swarm on loopback, then the NAT lab when run as root",
     )
     demo.add_argument("--nodes", type=int, default=5)
     demo.add_argument("--no-lab", action="store_true", help="skip the NAT lab part")
     demo.set_defaults(func=cmd_demo)
 
     lab = commands.add_parser(
-        "lab", help="build a NAT lab scenario (root) and show what each node sees"
+        "lab",
+        parents=[verbosity],
+        help="build a NAT lab scenario (root) and show what each node sees",
     )
     lab.add_argument("scenario", nargs="?", help="scenario name; omit to list them")
     lab.add_argument("--list", action="store_true", help="list the scenarios")
@@ -413,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    root = logging.getLogger()
+    level = root.level
+    handler = _configure_logging(args.verbose)
     try:
         return int(args.func(args))
     except (errors.InvalidInput, errors.ConfigError) as exc:
@@ -423,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NETWORK
     except KeyboardInterrupt:
         return 130
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 if __name__ == "__main__":

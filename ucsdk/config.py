@@ -81,17 +81,24 @@ class ConnectivityConfig:
     """Configuration of a ucsdk node and its :class:`UniversalConnectivityManager`.
 
     Every field of the seed API is here; unknown or impossible values raise
-    :class:`ucsdk.errors.ConfigError` naming the field when :meth:`validate` runs (which
-    ``Node`` and the manager do for you).
+    :class:`ucsdk.errors.ConfigError` naming the field and the value when the config is
+    made: by the constructor, :meth:`preset`, :meth:`replace` and ``dataclasses.replace``.
+    A field assigned afterwards is checked when :meth:`validate` runs again (``Node`` and
+    the manager call it).
 
     Intervals and timeouts are in seconds. The callbacks run on the node's event-loop
     thread: keep them short; an exception in one is logged and counted, never fatal.
 
     Example:
         >>> from ucsdk import ConnectivityConfig
-        >>> ConnectivityConfig(enable_mdns=False, transports=["tcp", "quic"]).validate()
-        ... # doctest: +ELLIPSIS
-        ConnectivityConfig(...)
+        >>> ConnectivityConfig(enable_mdns=False, transports=["tcp", "quic"]).transports
+        ['tcp', 'quic']
+        >>> ConnectivityConfig(listen_addrs=["/ip4/127.0.0.1/tcp/0/ws"]).transports
+        ['tcp', 'websocket']
+        >>> ConnectivityConfig(max_connections=0)
+        Traceback (most recent call last):
+        ...
+        ucsdk.errors.ConfigError: max_connections=0 is invalid: expected a whole number >= 1
     """
 
     # Discovery
@@ -128,6 +135,24 @@ class ConnectivityConfig:
     max_connections: int = 300
     max_connections_per_peer: int = 1
     connection_timeout: float = 10.0
+    # Dialling a peer's addresses: a TCP dial waits dial_tcp_delay after a QUIC dial to the
+    # same host started; relayed (/p2p-circuit) dials wait dial_relay_delay after the direct
+    # ones started when the peer has a public direct address; at most max_parallel_dials
+    # dials run at once.
+    dial_tcp_delay: float = 0.25
+    dial_relay_delay: float = 0.5
+    max_parallel_dials: int = 8
+    # Observed addresses (identify's observedAddr): an address other peers report for us
+    # counts only once observed_addr_min_observers distinct peers from at least
+    # observed_addr_min_groups distinct IP groups (IPv4 /16, IPv6 /56) reported it; an
+    # observation is kept observed_addr_ttl seconds after it was last reported.
+    observed_addr_min_observers: int = 4
+    observed_addr_min_groups: int = 2
+    observed_addr_ttl: float = 1800.0
+    # Advertised addresses: when False, loopback addresses are advertised only to peers on
+    # loopback and private ones only to peers on the same private network; True advertises
+    # every listen address to everyone.
+    advertise_all_addrs: bool = False
     # Intervals
     mdns_query_interval: float = 60.0
     pubsub_announce_interval: float = 10.0
@@ -141,7 +166,9 @@ class ConnectivityConfig:
     on_peer_discovered: Callable[..., Any] | None = None
     on_connection_established: Callable[..., Any] | None = None
     on_connection_closed: Callable[..., Any] | None = None
-    # Node
+    # Node. A listen address enables its transport: listen_addrs=["/ip4/.../tcp/0/ws"] adds
+    # "websocket" to transports when the config is made (/quic-v1 adds "quic", /tcp/N
+    # "tcp"); an address of no supported transport is an error.
     listen_addrs: list[str] | None = None
     listen_host: str = "0.0.0.0"
     transports: list[str] = field(default_factory=lambda: ["tcp"])
@@ -151,6 +178,29 @@ class ConnectivityConfig:
     metrics_history_interval: float = 1.0
     metrics_history_size: int = 3600
     log_level: str | None = None
+    # Background services (discovery, AutoNAT, relay, ...): a crashed one is restarted after
+    # service_restart_backoff[0] seconds, doubling up to service_restart_backoff[1]; after
+    # service_max_restarts consecutive crashes (none 60 s apart from healthy running) it
+    # stays "failed".
+    service_restart_backoff: tuple[float, float] = (0.5, 30.0)
+    service_max_restarts: int = 10
+
+    def __post_init__(self) -> None:
+        self._enable_listen_transports()
+        backoff = self.service_restart_backoff
+        if isinstance(backoff, list) and len(backoff) == 2:  # e.g. from JSON
+            self.service_restart_backoff = (backoff[0], backoff[1])
+        self.validate()
+
+    def _enable_listen_transports(self) -> None:
+        """Add the transport of each listen address to ``transports`` (as a new list)."""
+        listen, transports = self.listen_addrs, self.transports
+        if not isinstance(listen, (list, tuple)) or not isinstance(transports, (list, tuple)):
+            return  # validate() names the bad field
+        used = {transport_of(str(addr)) for addr in listen}
+        added = [t for t in TRANSPORTS if t in used and t not in transports]
+        if added:
+            self.transports = [*transports, *added]
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -210,7 +260,7 @@ class ConnectivityConfig:
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
         base.update(overrides)
-        return cls(**base).validate()
+        return cls(**base)
 
     def replace(self, **changes: Any) -> ConnectivityConfig:
         """Return a validated copy with ``changes`` applied (unknown names are errors)."""
@@ -220,7 +270,7 @@ class ConnectivityConfig:
                 raise ConfigError(
                     key, changes[key], f"a ConnectivityConfig field ({_near(key, names)})"
                 )
-        return dataclasses.replace(self, **changes).validate()
+        return dataclasses.replace(self, **changes)  # __post_init__ validates
 
     # --------------------------------------------------------------- validation
     def validate(self) -> ConnectivityConfig:
@@ -238,6 +288,7 @@ class ConnectivityConfig:
             "dht_random_walk",
             "autonat_server",
             "relay_auto_reserve",
+            "advertise_all_addrs",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
@@ -247,16 +298,13 @@ class ConnectivityConfig:
             "pubsub_announce_interval",
             "autonat_query_interval",
             "metrics_history_interval",
+            "observed_addr_ttl",
         ):
             _positive_number(name, getattr(self, name))
-        if (
-            isinstance(self.autonat_boot_delay, bool)
-            or not isinstance(self.autonat_boot_delay, int | float)
-            or not 0 <= self.autonat_boot_delay < float("inf")
-        ):
-            raise ConfigError(
-                "autonat_boot_delay", self.autonat_boot_delay, "a number of seconds >= 0"
-            )
+        for name in ("autonat_boot_delay", "dial_tcp_delay", "dial_relay_delay"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < float("inf"):
+                raise ConfigError(name, value, "a number of seconds >= 0")
         for name, minimum in (
             ("max_connections", 1),
             ("max_connections_per_peer", 1),
@@ -268,10 +316,33 @@ class ConnectivityConfig:
             ("autonat_min_agreement", 1),
             ("relay_limit_duration", 1),
             ("relay_limit_data", 1),
+            ("max_parallel_dials", 1),
+            ("observed_addr_min_observers", 1),
+            ("observed_addr_min_groups", 1),
+            ("service_max_restarts", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(name, value, f"a whole number >= {minimum}")
+        if self.observed_addr_min_groups > self.observed_addr_min_observers:
+            raise ConfigError(
+                "observed_addr_min_groups",
+                self.observed_addr_min_groups,
+                "a whole number <= observed_addr_min_observers "
+                f"({self.observed_addr_min_observers})",
+            )
+        backoff = self.service_restart_backoff
+        if (
+            not isinstance(backoff, (tuple, list))
+            or len(backoff) != 2
+            or not all(_is_number(v) and math.isfinite(v) for v in backoff)
+            or not 0 < backoff[0] <= backoff[1]
+        ):
+            raise ConfigError(
+                "service_restart_backoff",
+                backoff,
+                "(first, largest) seconds with 0 < first <= largest",
+            )
         for name in ("on_peer_discovered", "on_connection_established", "on_connection_closed"):
             value = getattr(self, name)
             if value is not None and not callable(value):
@@ -307,6 +378,17 @@ class ConnectivityConfig:
             for addr in self.listen_addrs:
                 _check_multiaddr("listen_addrs", addr)
                 transport = transport_of(str(addr))
+                if transport not in TRANSPORTS:
+                    note = (
+                        f"; {transport} is not supported yet"
+                        if transport in _PLANNED_TRANSPORTS
+                        else ""
+                    )
+                    raise ConfigError(
+                        "listen_addrs",
+                        addr,
+                        f"an address of a supported transport ({', '.join(TRANSPORTS)}{note})",
+                    )
                 if transport not in self.transports:
                     raise ConfigError(
                         "listen_addrs",
@@ -369,13 +451,12 @@ class ConnectivityConfig:
         return [_wildcard_addr(t, self.listen_host) for t in self.transports]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive_number(name: str, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise ConfigError(name, value, "a positive number of seconds")
 
 
