@@ -14,9 +14,12 @@ import ucsdk
 
 @pytest.fixture
 def node_pair() -> Iterator[tuple[ucsdk.Node, ucsdk.Node]]:
-    """Two running development nodes (loopback only), not yet connected."""
-    a = ucsdk.Node.development()
-    b = ucsdk.Node.development()
+    """Two running development nodes (loopback only), not yet connected.
+
+    Without mDNS, which would also find every other node running on this machine.
+    """
+    a = ucsdk.Node.development(enable_mdns=False)
+    b = ucsdk.Node.development(enable_mdns=False)
     try:
         yield a, b
     finally:

@@ -30,10 +30,12 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import multiaddr
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -43,7 +45,8 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from ucsdk.config import ConnectivityConfig
+from ucsdk.addresses import split_p2p
+from ucsdk.config import ConnectivityConfig, transport_of
 
 SECURITY_PROTOCOLS = (str(NOISE_PROTOCOL_ID),)
 MUXER_PROTOCOLS = (str(YAMUX_PROTOCOL_ID), str(MPLEX_PROTOCOL_ID))
@@ -122,6 +125,39 @@ async def disable_auto_dial(host: IHost) -> None:
         await auto_connector.stop()
 
 
+class AdvertisedAddrs:
+    """The host's ``addrs_factory`` (go-libp2p's ``AddrsFactory``): what ``get_addrs()``,
+    and so identify and signed peer records, advertise.
+
+    Until an address book attaches its ``source``, it advertises the listen addresses with
+    wildcards (``0.0.0.0``) replaced by the interface addresses they stand for.
+    """
+
+    def __init__(self) -> None:
+        self.source: Callable[[], list[str]] | None = None
+
+    def __call__(self, candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+        if self.source is not None:
+            return [multiaddr.Multiaddr(a) for a in self.source()]
+        out: list[str] = []
+        for addr in candidates:
+            out.extend(e for e in expand_wildcard(str(addr)) if e not in out)
+        return [multiaddr.Multiaddr(a) for a in out]
+
+
+def set_addrs_source(host: IHost, source: Callable[[], list[str]] | None) -> None:
+    """Make ``source`` decide what ``host`` advertises (``None``: back to the default).
+
+    A host built by :func:`build_host` carries an :class:`AdvertisedAddrs`; any other
+    py-libp2p ``BasicHost`` gets one in its ``addrs_factory`` slot.
+    """
+    hook: Any = getattr(host, "_addrs_factory", None)
+    if not isinstance(hook, AdvertisedAddrs):
+        hook = AdvertisedAddrs()
+        host._addrs_factory = hook  # type: ignore[attr-defined]
+    hook.source = source
+
+
 def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     """Create (but do not start) a host with ucsdk's transport and security choices."""
     restore_libp2p_logging()
@@ -148,6 +184,10 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         enable_websocket="websocket" in config.transports,
         enable_tcp="tcp" in config.transports,
         connection_config=connection_config,
+        # ucsdk's address book decides what is advertised (observed addresses count only
+        # when enough peers agree): py-libp2p's own observed-address manager stays off.
+        addrs_factory=AdvertisedAddrs(),
+        disable_identify_address_discovery=True,
     )
     # py-libp2p retries a refused dial three times with back-off (about 0.7 s); the
     # manager's dial strategy and bootstrap loop own retries, so a dial fails fast here.
@@ -177,3 +217,63 @@ def expand_wildcard(addr: str) -> list[str]:
     if len(parts) > 2 and parts[1] == "ip6" and parts[2] == "::":
         return ["/".join([*parts[:2], "::1", *parts[3:]])]
     return [addr]
+
+
+def describe_connection(conn: INetConn) -> tuple[str | None, str | None, bool]:
+    """(remote address, transport, relayed) of a py-libp2p connection."""
+    remote: str | None = None
+    try:
+        addrs = conn.get_transport_addresses()
+        if addrs:
+            remote = str(split_p2p(addrs[0])[0])
+    except Exception as exc:
+        logging.getLogger(__name__).debug("no transport address for a connection: %s", exc)
+    relayed = bool(remote and "/p2p-circuit" in remote)
+    connection_type = getattr(conn, "get_connection_type", None)
+    if callable(connection_type) and "RELAY" in str(connection_type()).upper():
+        relayed = True
+    transport = transport_of(remote) if remote else None
+    # py-libp2p gives no address for a WebSocket connection (and may call it /tcp): look
+    # at the raw connection object beneath the muxer and security layers.
+    layer: Any = getattr(conn, "muxed_conn", None)
+    for _ in range(6):
+        if layer is None:
+            break
+        if "websocket" in type(layer).__name__.lower():
+            transport = "websocket"
+            ws_remote = getattr(layer, "_remote_addr", None)
+            if ws_remote is not None and str(ws_remote).startswith("/"):
+                remote = str(split_p2p(multiaddr.Multiaddr(str(ws_remote)))[0])
+            break
+        layer = next(
+            (
+                getattr(layer, a)
+                for a in ("secured_conn", "conn", "stream")
+                if getattr(layer, a, None) is not None
+            ),
+            None,
+        )
+    if relayed:
+        transport = "relay"
+    return remote, transport, relayed
+
+
+def connection_direction(conn: INetConn) -> str:
+    """``"inbound"`` or ``"outbound"``.
+
+    py-libp2p leaves inbound connections' direction UNKNOWN, so fall back on which side
+    initiated the secure session / muxer.
+    """
+    direction = str(getattr(conn, "direction", "") or "").split(".")[-1].lower()
+    if direction in ("inbound", "outbound"):
+        return direction
+    muxed: Any = getattr(conn, "muxed_conn", None)
+    for holder, attr in (
+        (muxed, "is_initiator_value"),
+        (muxed, "_is_initiator"),
+        (getattr(muxed, "secured_conn", None), "is_initiator"),
+    ):
+        value = getattr(holder, attr, None)
+        if isinstance(value, bool):
+            return "outbound" if value else "inbound"
+    return "unknown"

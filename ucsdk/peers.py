@@ -105,6 +105,33 @@ class ConnectionInfo:
     streams: int
 
 
+@dataclass(frozen=True)
+class DialAttempt:
+    """One address tried by a dial (a row of ``Node.dial_attempts()``).
+
+    ``started_ms`` is when the attempt began after its dial started (the ranker's delay),
+    ``ms`` how long it ran. ``outcome``: ``connected``, ``failed``, ``timeout``,
+    ``cancelled`` (another address connected first) or ``skipped`` (never tried, and
+    ``error`` says why).
+
+    Example:
+        >>> DialAttempt(1, "12D3KooWExample", "/ip4/127.0.0.1/tcp/1", "tcp", False,
+        ...     0.0, "connected", None, 3.2).outcome
+        'connected'
+    """
+
+    dial_id: int
+    peer_id: str
+    addr: str
+    transport: str | None
+    relayed: bool
+    started_ms: float
+    outcome: str
+    error: str | None
+    ms: float | None
+    at: datetime = field(default_factory=utcnow)
+
+
 class PeerRecord:
     """The mutable per-peer state the manager keeps (only touched on the event loop)."""
 

@@ -33,7 +33,7 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 
 from ucsdk import errors, frames
 from ucsdk.config import ConnectivityConfig
-from ucsdk.host import build_host, expand_wildcard
+from ucsdk.host import build_host
 from ucsdk.identity import load_or_create_key_pair
 from ucsdk.manager import UniversalConnectivityManager
 from ucsdk.metrics import ConnectivityMetrics
@@ -314,14 +314,9 @@ class Node:
         return self._snapshot("read addresses", self._addrs_now)
 
     def _addrs_now(self) -> list[str]:
-        manager = self.manager
-        seen: list[str] = []
-        for addr in manager.host.get_transport_addrs():
-            for expanded in expand_wildcard(str(addr)):
-                full = f"{expanded}/p2p/{self.peer_id}"
-                if full not in seen:
-                    seen.append(full)
-        return seen
+        # Public first, then private, then loopback: addrs[0] is the one a remote peer
+        # is most likely to reach.
+        return [f"{addr}/p2p/{self.peer_id}" for addr in self.manager.get_own_addrs()]
 
     # ------------------------------------------------------------------- actions
     def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:

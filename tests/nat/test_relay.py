@@ -8,7 +8,7 @@ from _hosts import connect, hosts
 from libp2p.abc import IHost
 
 from ucsdk._wire import read_delimited, write_delimited
-from ucsdk.manager import describe_connection
+from ucsdk.host import describe_connection
 from ucsdk.nat.relay import (
     HOP_PROTOCOL,
     NO_RESERVATION,

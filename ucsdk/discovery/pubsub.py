@@ -170,8 +170,12 @@ class PubsubPeerDiscovery(DiscoveryService):
         on_peer_discovered: Callable[[DiscoveredPeer], Any] | None = None,
         pubsub: Pubsub | None = None,
         max_peers: int = 1000,
+        addrs: Callable[[], list[str]] | None = None,
     ) -> None:
         super().__init__(peer_ttl, on_peer_discovered, max_peers)
+        self.addrs = addrs
+        """Where announced addresses come from (the manager's address book); by default
+        the listeners, wildcards expanded, and circuit addresses from ``get_addrs()``."""
         topics = [DEFAULT_DISCOVERY_TOPIC] if topics is None else list(topics)
         if not topics or not all(isinstance(t, str) and t for t in topics):
             raise errors.InvalidInput("topics", topics, "a list of non-empty topic names")
@@ -260,6 +264,8 @@ class PubsubPeerDiscovery(DiscoveryService):
     def own_addrs(self) -> list[str]:
         """The addresses this node announces: its listeners, wildcards expanded, and its
         relay circuit addresses once it holds reservations."""
+        if self.addrs is not None:
+            return list(self.addrs())
         out: list[str] = []
         for addr in self.host.get_transport_addrs():
             for expanded in expand_wildcard(str(addr)):

@@ -520,21 +520,12 @@ class CircuitRelayClient(_RelayService):
         self.stats: collections.Counter[str] = collections.Counter()
         self.dropped: collections.Counter[str] = collections.Counter()
         self._nursery: trio.Nursery | None = None
-        self._original_get_addrs: Any = None
         self._changed: trio.Event | None = None
 
     async def _on_start(self) -> None:
+        # Circuit addresses reach peers through the manager's address book
+        # (``circuit_addrs()``), the one place that decides what is advertised.
         self.host.set_stream_handler(STOP_PROTOCOL, self._handle_stop)
-        # Identify advertises host.get_addrs(); py-libp2p's version cannot carry circuit
-        # addresses (it strips everything from the first /p2p/), so add them after it.
-        original = self.host.get_addrs
-        self._original_get_addrs = original
-
-        def get_addrs() -> list[multiaddr.Multiaddr]:
-            own = f"/p2p/{self.host.get_id()}"
-            return [*original(), *(multiaddr.Multiaddr(a + own) for a in self.circuit_addrs())]
-
-        self.host.get_addrs = get_addrs  # type: ignore[method-assign]
 
     async def _run(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -569,8 +560,6 @@ class CircuitRelayClient(_RelayService):
         self._nursery = None
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(STOP_PROTOCOL)
-        if self._original_get_addrs is not None:
-            self.host.get_addrs = self._original_get_addrs  # type: ignore[method-assign]
         self.reservations.clear()
 
     def circuit_addrs(self) -> list[str]:
@@ -750,9 +739,8 @@ async def demo_three_hosts() -> tuple[str, bool, str]:
     Returns (reservation status, B's voucher valid, A's connection transport to B).
     """
     from ucsdk.config import ConnectivityConfig
-    from ucsdk.host import build_host, disable_auto_dial
+    from ucsdk.host import build_host, describe_connection, disable_auto_dial
     from ucsdk.identity import new_key_pair
-    from ucsdk.manager import describe_connection
     from ucsdk.protocols import ping_rtts
 
     config = ConnectivityConfig.preset("development", enable_mdns=False)

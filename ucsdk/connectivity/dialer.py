@@ -1,0 +1,440 @@
+"""The dialer: the seed's strategy, "direct, then relay fallback, then DCUtR upgrade",
+done the way go-libp2p's dial ranker does it.
+
+Every address the caller gave, the peer table knows and py-libp2p's peerstore holds is
+merged and ranked, then dialled in parallel on a schedule:
+
+- direct addresses start at once, QUIC first; TCP (and WebSocket) to the same scope start
+  ``tcp_delay`` later (30 ms for loopback and private addresses), unless no QUIC address
+  is there to wait for;
+- relayed (``/p2p-circuit``) addresses start ``relay_delay`` after the direct ones when the
+  peer has a public direct address, at once otherwise: a NATed peer's private addresses
+  are no reason to wait. With no circuit address known, relays we are connected to are
+  tried (the relay answers NO_RESERVATION when the peer holds no slot there);
+- when every attempt under way has failed, the next one starts without waiting.
+
+The first connection wins and the others are cancelled. Every attempt is kept
+(``node.dial_attempts()``), with when it started, how it ended and how long it took. The
+relayed connection is upgraded by DCUtR (driven by the peer, see :mod:`.natcoord`).
+
+The dialer also keeps bootstrap peers connected (exponential back-off) and auto-dials
+discovered peers while ``auto_dial`` is on.
+
+Example (ranking only; no traffic):
+    >>> from ucsdk.connectivity.dialer import rank_addrs
+    >>> plan = rank_addrs(["/ip4/203.0.113.5/tcp/4001", "/ip4/203.0.113.5/udp/4001/quic-v1",
+    ...     "/ip4/198.51.100.1/tcp/1/p2p/QmRelay/p2p-circuit"], tcp_delay=0.25, relay_delay=0.5)
+    >>> [(a.split("/")[-1], d) for a, d in plan]
+    [('quic-v1', 0.0), ('4001', 0.25), ('p2p-circuit', 0.5)]
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+
+from ucsdk import errors
+from ucsdk._service import Service
+from ucsdk.addresses import parse_multiaddr, parse_peer_id, scope_of, split_p2p
+from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.connectivity.connections import ConnectionTracker
+from ucsdk.connectivity.peertable import PeerTable
+from ucsdk.connectivity.recorder import Recorder
+from ucsdk.discovery.bootstrap import DnsaddrError, dnsaddr_domain, resolve_dnsaddr
+from ucsdk.nat.relay import parse_circuit
+from ucsdk.peers import DialAttempt, DiscoveredPeer, PeerRecord
+
+logger = logging.getLogger("UniversalConnectivity")
+
+PRIVATE_TCP_DELAY = 0.03
+"""go-libp2p's PrivateTCPDelay: TCP after QUIC on a LAN or loopback."""
+AUTO_DIAL_MAX_BACKOFF = 60.0
+BOOTSTRAP_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+MAX_ATTEMPTS_KEPT = 1000
+MAX_ADDRS_PER_DIAL = 32
+MAX_RELAYS_PER_DIAL = 4
+DIALABLE = ("tcp", "quic", "websocket", "relay")
+
+
+def rank_addrs(
+    addrs: Sequence[str], *, tcp_delay: float, relay_delay: float
+) -> list[tuple[str, float]]:
+    """``(address, delay in s)`` for each address, in the order they start."""
+    plan: list[tuple[str, float]] = []
+    direct = [a for a in addrs if "/p2p-circuit" not in a]
+    for scopes in (("loopback", "private"), ("public",)):
+        group = [a for a in direct if scope_of(a) in scopes]
+        quic = [a for a in group if transport_of(a) == "quic"]
+        later = tcp_delay if scopes == ("public",) else PRIVATE_TCP_DELAY
+        plan += [(a, 0.0) for a in quic]
+        plan += [(a, later if quic else 0.0) for a in group if transport_of(a) != "quic"]
+    has_public = any(scope_of(a) == "public" for a in direct)
+    plan += [(a, relay_delay if has_public else 0.0) for a in addrs if "/p2p-circuit" in a]
+    return sorted(plan, key=lambda item: item[1])
+
+
+def dial_failure_reason(exc: BaseException) -> str:
+    """The most specific reason in an exception chain (py-libp2p wraps the OS error)."""
+    reasons: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            reasons.append(text)
+        nested = getattr(current, "exceptions", None) or getattr(current, "errors", None)
+        if isinstance(nested, (list, tuple)):
+            stack.extend(e for e in nested if isinstance(e, BaseException))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+    for hint in ("refused", "timed out", "unreachable", "reset", "handshake", "protocol"):
+        for text in reasons:
+            if hint in text.lower():
+                return text
+    return reasons[-1] if reasons else type(exc).__name__
+
+
+def _known_addrs(host: IHost, peer_id: ID) -> list[str]:
+    try:
+        return [str(a) for a in host.get_peerstore().addrs(peer_id)]
+    except Exception:  # py-libp2p raises PeerStoreError for a peer it never saw
+        return []
+
+
+class Dialer(Service):
+    """Dials peers with the ranked plan; keeps bootstrap peers and auto-dials."""
+
+    def __init__(
+        self,
+        host: IHost,
+        config: ConnectivityConfig,
+        peers: PeerTable,
+        connections: ConnectionTracker,
+        recorder: Recorder,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.config = config
+        self._peers = peers
+        self._connections = connections
+        self._recorder = recorder
+        self.relay_client: Any = None
+        """The relay client (set by the manager while it runs); relayed dials need it."""
+        self.dht: Any = None
+        """The DHT (set by the manager while it runs): where a bare peer id is looked up."""
+        self.known_relays: Callable[[], list[str]] = list
+        """Peer ids of connected relays (NAT coordination knows them)."""
+        self._attempts: deque[DialAttempt] = deque(maxlen=MAX_ATTEMPTS_KEPT)
+        self._dial_ids = itertools.count(1)
+        self._auto_dialling: set[str] = set()
+        self._auto_dial_backoff: dict[str, tuple[int, float]] = {}
+
+    # ----------------------------------------------------------------- life cycle
+    async def _run(self, nursery: trio.Nursery) -> None:
+        if self.config.connect_to_bootstrap:
+            for addr in self.config.bootstrap_peers:
+                nursery.start_soon(self._keep_bootstrap_connection, str(addr))
+
+    def attempts(self) -> list[DialAttempt]:
+        """Every address tried (the newest 1000), oldest first."""
+        return list(self._attempts)
+
+    # -------------------------------------------------------------- the strategy
+    def _merge_targets(
+        self, pid: ID, addrs: Sequence[str] | None, source: str
+    ) -> tuple[list[str], list[str]]:
+        """(addresses to try, the caller's own) from the caller, the table, the peerstore."""
+        pid_text = pid.to_base58()
+        given: list[str] = []
+        for raw in addrs or ():
+            maddr, embedded = split_p2p(parse_multiaddr(raw))
+            if embedded is not None and embedded != pid_text:
+                raise errors.InvalidMultiaddr(str(raw), f"it names peer {embedded}, not {pid_text}")
+            given.append(str(maddr))
+        if given:
+            record, is_new = self._peers.record_for(pid_text)
+            record.add_addrs(given, source)
+            if is_new:
+                self._peers.announce_new(record, source)
+        merged = list(given)
+        known = self._peers.get(pid_text)
+        table = [str(split_p2p(parse_multiaddr(a))[0]) for a in known.multiaddrs] if known else []
+        for addr in [*table, *_known_addrs(self.host, pid)]:
+            if addr not in merged:
+                merged.append(addr)
+        return merged[:MAX_ADDRS_PER_DIAL], given
+
+    def _relay_candidates(self, pid_text: str) -> list[str]:
+        """Circuit addresses through relays we are connected to (no circuit known)."""
+        out: list[str] = []
+        for relay in self.known_relays()[:MAX_RELAYS_PER_DIAL]:
+            if relay == pid_text:
+                continue
+            conns = [c for c in self._connections.of_peer(relay) if not c.relayed]
+            if conns and conns[0].remote_addr:
+                out.append(f"{conns[0].remote_addr}/p2p/{relay}/p2p-circuit")
+        return out
+
+    async def connect_peer(
+        self,
+        peer_id: str | ID,
+        addrs: Sequence[str] | None = None,
+        *,
+        use_relay: bool = True,
+        source: str = "manual",
+    ) -> DiscoveredPeer:
+        """Connect with the ranked plan; the peer on success, :class:`DialError` if not."""
+        pid = parse_peer_id(peer_id)
+        pid_text = pid.to_base58()
+        if pid_text == self._peers.local_peer_id:
+            raise errors.DialError(pid_text, [], "that is this node's own peer id")
+        targets, _given = self._merge_targets(pid, addrs, source)
+        network = self.host.get_network()
+        if network.connections.get(pid):
+            self._connections.adopt(pid, [])
+            record, _ = self._peers.record_for(pid_text)
+            return record.snapshot()
+        if not targets and self.dht is not None:
+            found = await self.dht.find_peer(pid)
+            if found is not None:
+                targets = [str(split_p2p(parse_multiaddr(a))[0]) for a in found.multiaddrs]
+                self._recorder.record("dht_found", pid_text, ", ".join(found.multiaddrs))
+        if not targets and not (use_relay and self.relay_client is not None):
+            self._recorder.failed += 1
+            self._recorder.record("dial_failed", pid_text, "no known address")
+            raise errors.PeerNotFound(pid_text)
+        # py-libp2p refuses to dial a peer for 60 s after one failed dial; a dial we
+        # decided on must really be tried.
+        unblock = getattr(network, "unblock_peer", None)
+        if callable(unblock):
+            unblock(pid)
+        dial_id = next(self._dial_ids)
+        plan_addrs, skipped = self._usable(dial_id, pid_text, targets, use_relay)
+        relayed_known = any("/p2p-circuit" in a for a in plan_addrs)
+        if use_relay and self.relay_client is not None and not relayed_known:
+            plan_addrs += self._relay_candidates(pid_text)
+        if not plan_addrs:
+            reason = "; ".join(skipped) or "no known address"
+            if not targets:
+                self._recorder.failed += 1
+                self._recorder.record("dial_failed", pid_text, "no known address")
+                raise errors.PeerNotFound(pid_text)
+            self._dial_failed(pid_text, targets, reason)
+            raise errors.DialError(pid_text, targets, reason)
+        plan = rank_addrs(
+            plan_addrs,
+            tcp_delay=self.config.dial_tcp_delay,
+            relay_delay=self.config.dial_relay_delay,
+        )
+        winner, failures = await self._run_plan(dial_id, pid, plan)
+        if winner is None:
+            reason = "; ".join([*failures, *skipped]) or "no way to reach the peer"
+            self._dial_failed(pid_text, [a for a, _ in plan], reason)
+            raise errors.DialError(pid_text, [a for a, _ in plan], reason)
+        addr, elapsed_ms = winner
+        how = (
+            f"relayed in {elapsed_ms:.1f} ms via {addr}"
+            if "/p2p-circuit" in addr
+            else (f"direct in {elapsed_ms:.1f} ms")
+        )
+        self._recorder.record("dial_succeeded", pid_text, how)
+        record, _ = self._peers.record_for(pid_text)
+        return record.snapshot()
+
+    def _usable(
+        self, dial_id: int, pid_text: str, targets: list[str], use_relay: bool
+    ) -> tuple[list[str], list[str]]:
+        """The addresses worth dialling; the others are recorded as skipped."""
+        usable: list[str] = []
+        reasons: list[str] = []
+        enabled = set(self.config.transports) | {"relay"}
+        for addr in targets:
+            transport = transport_of(addr)
+            why = None
+            if transport not in DIALABLE or transport not in enabled:
+                why = f"transport {transport or 'unknown'} is not enabled here"
+            elif transport == "relay" and not use_relay:
+                why = "relayed addresses skipped (use_relay=False)"
+            elif transport == "relay" and self.relay_client is None:
+                why = "relayed address known but the relay client is off"
+            if why is None:
+                usable.append(addr)
+                continue
+            reasons.append(f"{addr}: {why}")
+            self._attempts.append(
+                DialAttempt(
+                    dial_id,
+                    pid_text,
+                    addr,
+                    transport,
+                    transport == "relay",
+                    0.0,
+                    "skipped",
+                    why,
+                    None,
+                )
+            )
+        return usable, reasons
+
+    async def _run_plan(
+        self, dial_id: int, pid: ID, plan: list[tuple[str, float]]
+    ) -> tuple[tuple[str, float] | None, list[str]]:
+        """Dial the plan; ``((winning address, ms after the start), failure reasons)``."""
+        pid_text = pid.to_base58()
+        began = trio.current_time()
+        winner: list[tuple[str, float]] = []
+        failures: list[str] = []
+        launched = in_flight = 0
+        changed = trio.Event()
+        limiter = trio.CapacityLimiter(self.config.max_parallel_dials)
+
+        def notify() -> None:
+            nonlocal changed
+            changed.set()
+            changed = trio.Event()
+
+        async def attempt(index: int, addr: str, delay: float, group: trio.Nursery) -> None:
+            nonlocal launched, in_flight
+            deadline = began + delay
+            # Start at the planned time, or sooner once every earlier attempt has failed.
+            while trio.current_time() < deadline and not (in_flight == 0 and launched >= index):
+                with trio.move_on_at(deadline):
+                    await changed.wait()
+            launched += 1
+            async with limiter:
+                in_flight += 1
+                t0 = trio.current_time()
+                outcome: str = "cancelled"
+                error: str | None = "another address connected first"
+                try:
+                    with trio.fail_after(self.config.connection_timeout):
+                        await self._dial_one(pid, addr)
+                    outcome, error = "connected", None
+                except trio.TooSlowError:
+                    outcome = "timeout"
+                    error = f"no connection within {self.config.connection_timeout:g} s"
+                except Exception as exc:
+                    outcome, error = "failed", dial_failure_reason(exc)
+                finally:
+                    in_flight -= 1
+                    self._attempts.append(
+                        DialAttempt(
+                            dial_id,
+                            pid_text,
+                            addr,
+                            transport_of(addr),
+                            "/p2p-circuit" in addr,
+                            (t0 - began) * 1000,
+                            outcome,
+                            error,
+                            (trio.current_time() - t0) * 1000,
+                        )
+                    )
+                    notify()
+                if outcome == "connected":
+                    winner.append((addr, (trio.current_time() - began) * 1000))
+                    group.cancel_scope.cancel()
+                elif outcome != "cancelled":
+                    failures.append(f"{addr}: {error}")
+
+        async with trio.open_nursery() as nursery:
+            for index, (addr, delay) in enumerate(plan):
+                nursery.start_soon(attempt, index, addr, delay, nursery)
+        if winner:
+            self._connections.adopt(pid, [parse_multiaddr(a) for a, _ in plan])
+        return (winner[0] if winner else None), failures
+
+    async def _dial_one(self, pid: ID, addr: str) -> None:
+        if "/p2p-circuit" in addr:
+            relay_addr, relay_id, _ = parse_circuit(addr)
+            await self.relay_client.dial(pid, relay_id, relay_addr or None)
+            return
+        maddr = multiaddr.Multiaddr(addr)
+        network: Any = self.host.get_network()
+        self.host.get_peerstore().add_addrs(pid, [maddr], 120)
+        conn = await network.dial_addr(maddr, pid)
+        started = getattr(conn, "event_started", None)
+        if started is not None:
+            await started.wait()
+
+    def _dial_failed(self, peer_id: str, addrs: list[str], reason: str) -> None:
+        self._recorder.failed += 1
+        self._recorder.record("dial_failed", peer_id, f"{reason} ({', '.join(addrs)})")
+
+    # ----------------------------------------------------------------- auto-dial
+    def consider(self, record: PeerRecord, source: str) -> None:
+        """A peer table listener: auto-dial a newly reachable peer when allowed."""
+        if self._should_auto_dial(record) and self.spawn(self._auto_dial, record.peer_id, source):
+            self._auto_dialling.add(record.peer_id)
+
+    def _should_auto_dial(self, record: PeerRecord) -> bool:
+        return (
+            self.config.auto_dial
+            and not record.connected
+            and bool(record.multiaddrs)
+            and record.peer_id not in self._auto_dialling
+            and self._auto_dial_backoff.get(record.peer_id, (0, 0.0))[1] <= trio.current_time()
+            and record.peer_id != self._peers.local_peer_id
+            and self._connections.active() < self.config.max_connections
+        )
+
+    async def _auto_dial(self, peer_id: str, source: str) -> None:
+        try:
+            await self.connect_peer(peer_id, source=source)
+            self._auto_dial_backoff.pop(peer_id, None)
+        except errors.UcsdkError as exc:
+            failures = self._auto_dial_backoff.get(peer_id, (0, 0.0))[0] + 1
+            delay = min(AUTO_DIAL_MAX_BACKOFF, 2.0**failures)
+            self._auto_dial_backoff[peer_id] = (failures, trio.current_time() + delay)
+            while len(self._auto_dial_backoff) > self.config.max_discovered_peers:
+                self._auto_dial_backoff.pop(next(iter(self._auto_dial_backoff)))
+            logger.debug("auto-dial of %s failed (%s); next in %g s", peer_id, exc, delay)
+        finally:
+            self._auto_dialling.discard(peer_id)
+
+    async def _keep_bootstrap_connection(self, addr: str) -> None:
+        """Stay connected to one bootstrap peer, retrying with exponential back-off.
+
+        A ``/dnsaddr/`` address is resolved (TXT records) before every attempt; when that
+        fails the reason is recorded as a ``bootstrap_unresolved`` event.
+        """
+        transport_addr, peer_id = split_p2p(parse_multiaddr(addr))
+        if peer_id is None:
+            return
+        attempt = 0
+        while True:
+            if not self._peers.is_connected(peer_id):
+                try:
+                    if dnsaddr_domain(addr) is not None:
+                        targets = await resolve_dnsaddr(
+                            addr, nameservers=self.config.dns_nameservers
+                        )
+                    else:
+                        targets = [str(transport_addr)]
+                    await self.connect_peer(peer_id, targets, source="bootstrap")
+                    attempt = 0
+                except (errors.UcsdkError, DnsaddrError) as exc:
+                    delay = BOOTSTRAP_BACKOFF[min(attempt, len(BOOTSTRAP_BACKOFF) - 1)]
+                    attempt += 1
+                    kind = (
+                        "bootstrap_unresolved"
+                        if isinstance(exc, DnsaddrError)
+                        else "bootstrap_retry"
+                    )
+                    self._recorder.record(kind, peer_id, f"{exc}; next try in {delay:g} s")
+                    await trio.sleep(delay)
+                    continue
+            await trio.sleep(BOOTSTRAP_BACKOFF[0])

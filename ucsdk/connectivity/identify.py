@@ -1,0 +1,200 @@
+"""Identify: ask every new peer who it is, and answer each peer with addresses that suit it.
+
+Asking (``/ipfs/id/1.0.0``) fills the peer table (agent, protocols, listen addresses),
+feeds the address book with how the peer sees us (direct connections only: over a relay a
+peer sees the relay), and tells the listeners (NAT coordination, the DHT) that a peer was
+identified. Answering replaces py-libp2p's handler: the listen addresses in the answer
+are the address book's choice for that peer (no loopback address to a remote peer), with
+our circuit addresses, and the observed address is the connection's real remote address
+(with its real transport: py-libp2p reports QUIC as ``/tcp``).
+
+Example (the service on a host with no peers; it registers and restores the handler):
+    >>> import trio
+    >>> from ucsdk import ConnectivityConfig
+    >>> from ucsdk.host import build_host
+    >>> from ucsdk.identity import new_key_pair
+    >>> from ucsdk.connectivity.recorder import Recorder
+    >>> from ucsdk.connectivity.peertable import PeerTable
+    >>> from ucsdk.connectivity.connections import ConnectionTracker
+    >>> from ucsdk.connectivity.addressbook import AddressBook
+    >>> from ucsdk.connectivity.identify import IdentifyService
+    >>> async def main():
+    ...     host = build_host(ConnectivityConfig.preset("development"), new_key_pair())
+    ...     recorder = Recorder(10, 5)
+    ...     peers = PeerTable(recorder, host.get_id().to_base58(), 10)
+    ...     tracker = ConnectionTracker(host, peers, recorder)
+    ...     service = IdentifyService(host, peers, tracker, AddressBook(host), recorder)
+    ...     await service.start()
+    ...     await service.stop()
+    ...     return service.answered
+    >>> trio.run(main)
+    0
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream
+from libp2p.identity.identify.identify import (
+    AGENT_VERSION,
+    PROTOCOL_VERSION,
+    identify_handler_for,
+)
+from libp2p.identity.identify.pb.identify_pb2 import Identify
+from libp2p.peer.id import ID
+from libp2p.peer.peerstore import env_to_send_in_RPC
+
+from ucsdk._service import Service
+from ucsdk._wire import write_delimited
+from ucsdk.connectivity.addressbook import AddressBook
+from ucsdk.connectivity.connections import ConnectionTracker, OpenConnection
+from ucsdk.connectivity.peertable import PeerTable
+from ucsdk.connectivity.recorder import Recorder
+from ucsdk.nat._conn import close_quietly, connection_of
+from ucsdk.peers import PeerRecord
+from ucsdk.protocols import IDENTIFY_PROTOCOL, query_identify
+
+logger = logging.getLogger("UniversalConnectivity")
+
+IDENTIFY_TIMEOUT = 5.0
+MAX_LISTEN_ADDRS = 64
+MAX_PROTOCOLS = 256
+
+IdentifiedListener = Callable[[ID, PeerRecord], "Awaitable[None] | None"]
+
+
+class IdentifyService(Service):
+    """Identifies every new connection's peer and answers identify per peer."""
+
+    def __init__(
+        self,
+        host: IHost,
+        peers: PeerTable,
+        connections: ConnectionTracker,
+        addresses: AddressBook,
+        recorder: Recorder,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self._peers = peers
+        self._connections = connections
+        self._addresses = addresses
+        self._recorder = recorder
+        self.listeners: list[IdentifiedListener] = []
+        """Called (and awaited if async) with each peer once identify told us who it is."""
+        self.answered = 0
+
+    async def _on_start(self) -> None:
+        self.host.set_stream_handler(IDENTIFY_PROTOCOL, self._answer)
+        self._connections.listeners.append(self._on_connection)
+
+    async def _on_stop(self) -> None:
+        if self._on_connection in self._connections.listeners:
+            self._connections.listeners.remove(self._on_connection)
+        self.host.set_stream_handler(IDENTIFY_PROTOCOL, identify_handler_for(self.host, True))
+
+    def _on_connection(self, conn: INetConn, known: OpenConnection) -> None:
+        self.spawn(self.identify, conn.muxed_conn.peer_id)
+
+    # -------------------------------------------------------------------- asking
+    async def _wait_for_host_identify(self, peer_id: ID) -> None:
+        """Wait until py-libp2p's own identify of ``peer_id`` is over.
+
+        Other implementations allow one inbound identify stream per connection at a time
+        (js-libp2p resets the second one), so ours goes after the host's.
+        """
+        await trio.sleep(0.05)  # the host schedules its identify in its own notifee
+        inflight = getattr(self.host, "_identify_inflight", None)
+        if not isinstance(inflight, set):
+            return
+        with trio.move_on_after(IDENTIFY_TIMEOUT):
+            while peer_id in inflight:
+                await trio.sleep(0.02)
+
+    async def identify(self, peer_id: ID) -> None:
+        """Ask ``peer_id`` who it is and take in the answer (errors are the peer's)."""
+        await self._wait_for_host_identify(peer_id)
+        message = None
+        for attempt in range(2):
+            try:
+                with trio.fail_after(IDENTIFY_TIMEOUT):
+                    message = await query_identify(self.host, peer_id)
+                break
+            except Exception as exc:
+                logger.debug("identify of %s failed (attempt %d): %s", peer_id, attempt, exc)
+                await trio.sleep(0.3)
+                # Opening a stream dials a peer that is gone: retry only while connected.
+                if not self._peers.is_connected(peer_id.to_base58()) or not (
+                    self.host.get_network().connections.get(peer_id)
+                ):
+                    return
+        if message is not None:
+            await self._take_in(peer_id, message)
+
+    async def _take_in(self, peer_id: ID, message: Identify) -> None:
+        record = self._peers.get(peer_id.to_base58())
+        if record is None:
+            return
+        if record.pending:
+            self._peers.confirm(record, "identified")
+        record.agent_version = message.agent_version[:256] or None
+        record.protocols = tuple(sorted(str(p)[:256] for p in message.protocols))[:MAX_PROTOCOLS]
+        listen: list[str] = []
+        for raw in list(message.listen_addrs)[:MAX_LISTEN_ADDRS]:
+            try:
+                listen.append(str(multiaddr.Multiaddr(raw)))
+            except Exception:
+                self._recorder.count_invalid("identify_bad_address", str(peer_id))
+        record.add_addrs(listen, None)
+        if message.HasField("observed_addr") and message.observed_addr:
+            try:
+                observed = str(multiaddr.Multiaddr(message.observed_addr))
+            except Exception:
+                self._recorder.count_invalid("identify_bad_observed_addr", str(peer_id))
+            else:
+                # Over a relay, the peer sees the relay's end of the pipe, not us.
+                direct = [c for c in self._connections.of_peer(record.peer_id) if not c.relayed]
+                if direct and "/p2p-circuit" not in observed:
+                    self._addresses.observe(record.peer_id, direct[0].remote_addr, observed)
+        self._recorder.record("identified", record.peer_id, record.agent_version or "")
+        for listener in self.listeners:
+            result = listener(peer_id, record)
+            if inspect.isawaitable(result):
+                await result
+
+    # ----------------------------------------------------------------- answering
+    async def _answer(self, stream: INetStream) -> None:
+        """Our identify answer, with the addresses that suit the asking peer."""
+        try:
+            conn = connection_of(self.host, stream)
+            known = self._connections.get(conn) if conn is not None else None
+            remote = known.remote_addr if known is not None else None
+            relayed = known is not None and known.relayed
+            # Over a relay we do not know where the peer is: public addresses only.
+            listen = self._addresses.advertised(for_remote="" if relayed else remote)
+            envelope, _ = env_to_send_in_RPC(self.host)
+            message = Identify(
+                protocol_version=PROTOCOL_VERSION,
+                agent_version=AGENT_VERSION,
+                public_key=self.host.get_public_key().serialize(),
+                listen_addrs=[
+                    multiaddr.Multiaddr(a).to_bytes()
+                    for a in [*listen, *self._addresses.circuit_addrs()]
+                ],
+                protocols=[str(p) for p in self.host.get_mux().get_protocols() if p is not None],
+                signedPeerRecord=envelope,
+            )
+            if remote and not relayed:
+                message.observed_addr = multiaddr.Multiaddr(remote).to_bytes()
+            await write_delimited(stream, message.SerializeToString())
+            self.answered += 1
+        except Exception as exc:
+            logger.debug("answering identify failed: %s", exc)
+            await close_quietly(stream, reset=True)
+            return
+        await close_quietly(stream)

@@ -1,0 +1,170 @@
+"""NAT coordination: AutoNAT's verdict → relay reservations → DCUtR upgrades.
+
+- When AutoNAT says this node is *private*, it holds reservations on up to
+  ``max_relay_reservations`` connected relays (peers whose identify lists the relay hop
+  protocol), so that others can reach it at its circuit addresses.
+- When a peer reaches us over a relay, we are DCUtR's inbound side and drive the upgrade
+  to a direct connection once identify has told both sides their addresses.
+- Hole-punch outcomes are kept (``node.hole_punches()``) and counted for the metrics.
+
+The services themselves (``autonat``, ``relay_client``, ``relay_server``, ``dcutr``) are
+made and started by the manager; this part only reacts to what they and the connection
+tracker report.
+
+Example (no services attached: nothing to coordinate yet):
+    >>> from ucsdk.connectivity.natcoord import NatCoordinator
+    >>> from ucsdk.connectivity.recorder import Recorder
+    >>> nat = NatCoordinator(Recorder(10, 5), auto_reserve=True)
+    >>> nat.nat_status, nat.success_rate(), nat.connected_relays()
+    ('unknown', 0.0, [])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from libp2p.abc import INetConn
+from libp2p.peer.id import ID
+
+from ucsdk._service import Service
+from ucsdk.connectivity.connections import OpenConnection
+from ucsdk.connectivity.recorder import Recorder
+from ucsdk.nat.autonat import AUTONAT_PROTOCOL
+from ucsdk.nat.dcutr import HolePunchResult
+from ucsdk.nat.relay import HOP_PROTOCOL, parse_circuit
+from ucsdk.peers import PeerRecord
+
+logger = logging.getLogger("UniversalConnectivity")
+
+MAX_RELAYS_SEEN = 64
+MAX_HOLE_PUNCHES_KEPT = 1000
+IDENTIFY_WAIT = 3.0
+
+
+class NatCoordinator(Service):
+    """Reacts to AutoNAT, identify and relayed connections; owns the hole-punch record."""
+
+    def __init__(self, recorder: Recorder, *, auto_reserve: bool) -> None:
+        super().__init__()
+        self._recorder = recorder
+        self.auto_reserve = auto_reserve
+        self.autonat: Any = None
+        self.relay_client: Any = None
+        self.dcutr: Any = None
+        self.is_connected: Callable[[str], bool] = lambda peer: False
+        self.is_identified: Callable[[str], bool] = lambda peer: False
+        self.nat_status = "unknown"
+        self._relays_seen: OrderedDict[str, None] = OrderedDict()
+        self._hole_punches: deque[HolePunchResult] = deque(maxlen=MAX_HOLE_PUNCHES_KEPT)
+        self.dcutr_attempts = 0
+        self.dcutr_successes = 0
+        self._reserving = False
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._reserving = False
+        self.schedule_reservations()
+
+    # ---------------------------------------------------------------- listeners
+    def on_identified(self, peer_id: ID, record: PeerRecord) -> None:
+        """Identify told us a peer's protocols: AutoNAT servers and relays matter here."""
+        if self.autonat is not None and str(AUTONAT_PROTOCOL) in record.protocols:
+            self.autonat.poke()
+        if str(HOP_PROTOCOL) in record.protocols:
+            self._relays_seen[record.peer_id] = None
+            self._relays_seen.move_to_end(record.peer_id)
+            while len(self._relays_seen) > MAX_RELAYS_SEEN:
+                self._relays_seen.popitem(last=False)
+            self.schedule_reservations()
+
+    def on_connection(self, conn: INetConn, known: OpenConnection) -> None:
+        """A relayed inbound connection: we are DCUtR's ``B`` and drive the upgrade."""
+        if not (known.relayed and known.direction == "inbound"):
+            return
+        if self.dcutr is None:
+            return
+        relay_id = None
+        if known.remote_addr and "/p2p-circuit" in known.remote_addr:
+            with contextlib.suppress(Exception):
+                relay_id = parse_circuit(known.remote_addr)[1]
+        self.spawn(self._upgrade_relayed, conn.muxed_conn.peer_id, relay_id)
+
+    def on_nat_status(self, before: str, after: str, confidence: int) -> None:
+        self.nat_status = after
+        if after == "private":
+            self.schedule_reservations()
+        latest = list(self.autonat.reports)[-6:] if self.autonat is not None else []
+        said = "; ".join(f"{r.server[-6:]} {r.status_name}" for r in latest if r.counts)
+        self._recorder.record(
+            "nat_status", None, f"{before} -> {after} (confidence {confidence}): {said}"
+        )
+
+    def on_hole_punch(self, result: HolePunchResult) -> None:
+        self.dcutr_attempts += 1
+        self.dcutr_successes += int(result.success)
+        self._hole_punches.append(result)
+        took = f" in {result.time_to_direct_ms:.0f} ms" if result.time_to_direct_ms else ""
+        self._recorder.record(
+            "hole_punch",
+            result.peer_id,
+            f"{result.outcome}{took} as {result.role}, {result.attempts} attempt(s): "
+            f"{result.reason}",
+        )
+
+    def relay_event(self, kind: str, peer: str | None, detail: str) -> None:
+        self._recorder.record(f"relay_{kind}", peer, detail)
+
+    # -------------------------------------------------------------------- queries
+    def connected_relays(self) -> list[str]:
+        """Relays (peers speaking the hop protocol) we are connected to, newest first."""
+        return [r for r in reversed(self._relays_seen) if self.is_connected(r)]
+
+    def hole_punches(self) -> list[HolePunchResult]:
+        return list(self._hole_punches)
+
+    def success_rate(self) -> float:
+        return self.dcutr_successes / self.dcutr_attempts if self.dcutr_attempts else 0.0
+
+    # ---------------------------------------------------------------------- work
+    def schedule_reservations(self) -> None:
+        """When private, hold reservations on connected relays (in the background)."""
+        if (
+            self.relay_client is None
+            or not self.auto_reserve
+            or self.nat_status != "private"
+            or self._reserving
+        ):
+            return
+        self._reserving = self.spawn(self._reserve_on_relays)
+
+    async def _reserve_on_relays(self) -> None:
+        try:
+            client = self.relay_client
+            if client is None:
+                return
+            for relay in self.connected_relays():
+                if len(client.reservations) >= client.max_reservations:
+                    break
+                if relay in client.reservations:
+                    continue
+                try:
+                    await client.make_reservation(relay)
+                except Exception as exc:
+                    logger.debug("reservation on %s failed: %s", relay, exc)
+        finally:
+            self._reserving = False
+
+    async def _upgrade_relayed(self, pid: ID, relay_id: str | None) -> None:
+        if self.dcutr is None:
+            return
+        with trio.move_on_after(IDENTIFY_WAIT):
+            while not self.is_identified(pid.to_base58()):
+                await trio.sleep(0.05)
+        try:
+            await self.dcutr.attempt_hole_punch(pid, relay_id)
+        except Exception as exc:
+            logger.debug("DCUtR upgrade of %s failed: %s", pid, exc)
