@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean lab-deps browser-deps jupyter
+.PHONY: demo test lint typecheck bench venv clean lab-deps browser-deps jupyter proto
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck lab-deps browser-deps
 	$(BIN)/python -m pytest -ra --durations=10
+
+# Regenerate ucsdk/proto/*_pb2.py(i) from ucsdk/proto/*.proto (commit the result).
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
 
 bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
