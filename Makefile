@@ -33,6 +33,7 @@ jupyter: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ucsdk tests bench docs/examples
 	$(BIN)/ruff format --check ucsdk tests bench docs/examples
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -37,7 +37,8 @@ def _wait_for(predicate, timeout: float, step: float = 0.1) -> bool:  # type: ig
 
 
 def test_ten_nodes_find_each_other_through_one_bootstrap_node() -> None:
-    fast = {"pubsub_announce_interval": 1.0}
+    # Pubsub alone: no mDNS (it would also find every other node on this machine).
+    fast = {"pubsub_announce_interval": 1.0, "enable_mdns": False}
     bootstrap = ucsdk.Node.development(**fast)
     nodes = [bootstrap]
     try:

@@ -170,3 +170,70 @@ def test_cone_nats_upgrade_to_direct_over_quic(lab_required: None) -> None:
         assert direct["transport"] == "quic"
         assert direct["remote_addr"].startswith(f"/ip4/{b.public_ip}/udp/")
         assert a.node.ping(b.node.peer_id, count=2)
+
+
+def _relayed_ms(node: ucsdk.lab.LabNode, peer: str) -> float:
+    """How long the last successful dial to ``peer`` took, from its event."""
+    events = node.events()
+    done = events[(events["kind"] == "dial_succeeded") & (events["peer_id"] == peer)]
+    detail = str(done.iloc[-1]["detail"])
+    assert detail.startswith("relayed in "), detail
+    return float(detail.split()[2])
+
+
+def test_dial_peer_with_private_addrs_goes_relayed_at_once_then_direct(
+    lab_required: None,
+) -> None:
+    """The seed's call with the peer's private addresses and the default timeouts: the
+    given addresses are merged with the circuit address discovery taught, the relayed
+    dial starts without waiting for the private ones to time out, then DCUtR upgrades."""
+    default_timeouts = {k: v for k, v in DEFAULTS.items() if k != "connection_timeout"}
+    with ucsdk.lab.Lab(node_defaults=default_timeouts) as lab:
+        relay = lab.add_public_host("relay", enable_relay_server=True)
+        a = lab.add_host("a", nat="port_restricted")
+        b = lab.add_host("b", nat="double")
+        lab.wait_ready()
+        a.node.connect(relay.multiaddr())
+        b.node.connect(relay.multiaddr())
+        assert wait_until(lambda: len(a.node.reservations()) == 1, 60, 0.2), a.node.events()
+
+        def knows_circuit() -> bool:
+            peers = b.node.peers()
+            row = peers[peers["peer_id"] == a.node.peer_id]
+            return bool(len(row)) and any("/p2p-circuit" in x for x in row.iloc[0]["multiaddrs"])
+
+        assert wait_until(knows_circuit, 30, 0.2)  # through pubsub discovery
+        private = [x.rsplit("/p2p/", 1)[0] for x in a.node.addrs if "/ip4/10." in x]
+        assert private, a.node.addrs
+        assert b.node.dial_peer(a.node.peer_id, addrs=private, use_relay=True, timeout=30)
+        assert _relayed_ms(b.node, a.node.peer_id) < 1000
+        attempts = b.node.dial_attempts()
+        mine = attempts[attempts["peer_id"] == a.node.peer_id]
+        won = mine[mine["outcome"] == "connected"].iloc[-1]
+        assert bool(won["relayed"]) and won["started_ms"] < 100, mine
+        assert set(private) <= set(mine["addr"])  # the given addresses were tried too
+        assert wait_until(lambda: _links(b.node, a.node.peer_id) == [False], 15), b.node.events()
+        assert b.node.ping(a.node.peer_id, count=1)
+
+
+def test_a_natted_host_reaches_a_public_host_at_its_first_address(lab_required: None) -> None:
+    """``addrs[0]`` is the widest-scope address: the public one, not 127.0.0.1 (which in
+    the dialler's namespace is the dialler itself). Peers are told only what suits them."""
+    with ucsdk.lab.Lab(node_defaults=DEFAULTS) as lab:
+        pub = lab.add_public_host("pub")
+        alice = lab.add_host("alice", nat="port_restricted")
+        lab.wait_ready()
+        assert pub.node.addrs[0].startswith(f"/ip4/{pub.public_ip}/")
+        assert alice.node.connect(pub.node.addrs[0]).peer_id == pub.node.peer_id
+        assert alice.node.ping(pub.node.peer_id, count=1)
+
+        def told() -> list[str]:
+            peers = pub.node.peers()
+            row = peers[peers["peer_id"] == alice.node.peer_id]
+            return (
+                list(row.iloc[0]["multiaddrs"]) if len(row) and row.iloc[0]["agent_version"] else []
+            )
+
+        assert wait_until(lambda: bool(told()), 10, 0.1)
+        # alice's loopback and private addresses are no use to a peer across the internet.
+        assert not [x for x in told() if "/ip4/127." in x or "/ip4/10." in x], told()
