@@ -9,6 +9,8 @@ Example:
 """
 
 from ucsdk import errors, identity, lab
+from ucsdk._service import ServiceHealth
+from ucsdk.addresses import AddressInfo
 from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
@@ -17,13 +19,14 @@ from ucsdk.metrics import ConnectivityMetrics, Event
 from ucsdk.nat.autonat import AutoNAT
 from ucsdk.nat.dcutr import DCUtR
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer
-from ucsdk.peers import ConnectionInfo, DiscoveredPeer, PeerInfo
+from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo
 from ucsdk.sync import AsyncNode, Node
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IPFS_BOOTSTRAP_PEERS",
+    "AddressInfo",
     "AsyncNode",
     "AutoNAT",
     "CircuitRelayClient",
@@ -32,12 +35,14 @@ __all__ = [
     "ConnectivityConfig",
     "ConnectivityMetrics",
     "DCUtR",
+    "DialAttempt",
     "DiscoveredPeer",
     "Event",
     "MDNSService",
     "Node",
     "PeerInfo",
     "PubsubPeerDiscovery",
+    "ServiceHealth",
     "UniversalConnectivityManager",
     "__version__",
     "errors",
