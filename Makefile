@@ -49,6 +49,7 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/dial.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -119,9 +119,11 @@ class UniversalConnectivityManager(Service):
             restart_backoff=tuple(cfg.service_restart_backoff),  # type: ignore[arg-type]
             max_restarts=cfg.service_max_restarts,
         )
-        self.restart_backoff = self.supervisor._restart_backoff
-        self.max_restarts = cfg.service_max_restarts
-        self.on_failure = self.supervisor._failed
+        # The manager's own background work (metrics sampling, awaited user callbacks,
+        # closing duplicate connections) is supervised like its services.
+        self.restart_backoff = self.supervisor.restart_backoff
+        self.max_restarts = self.supervisor.max_restarts
+        self.on_failure = self.supervisor.failed
         self.peers = PeerTable(
             self.recorder, self.local_peer_id, cfg.max_discovered_peers, cfg.on_peer_discovered
         )

@@ -43,12 +43,13 @@ from libp2p.peer.id import ID
 
 from ucsdk import errors
 from ucsdk._service import Service
-from ucsdk.addresses import parse_multiaddr, parse_peer_id, scope_of, split_p2p
+from ucsdk.addresses import ip_of, parse_multiaddr, parse_peer_id, scope_of, split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
 from ucsdk.connectivity.connections import ConnectionTracker
 from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.discovery.bootstrap import DnsaddrError, dnsaddr_domain, resolve_dnsaddr
+from ucsdk.host import interface_ipv4_addresses
 from ucsdk.nat.relay import parse_circuit
 from ucsdk.peers import DialAttempt, DiscoveredPeer, PeerRecord
 
@@ -261,11 +262,17 @@ class Dialer(Service):
         usable: list[str] = []
         reasons: list[str] = []
         enabled = set(self.config.transports) | {"relay"}
+        # A peer on this very machine is reached over loopback: its addresses on our own
+        # interfaces would reach the same sockets the long way.
+        own_ips = set(interface_ipv4_addresses()) - {"127.0.0.1"}
+        has_loopback = any(scope_of(a) == "loopback" for a in targets)
         for addr in targets:
             transport = transport_of(addr)
             why = None
             if transport not in DIALABLE or transport not in enabled:
                 why = f"transport {transport or 'unknown'} is not enabled here"
+            elif has_loopback and ip_of(addr) in own_ips:
+                why = "an address of this machine: dialled over loopback instead"
             elif transport == "relay" and not use_relay:
                 why = "relayed addresses skipped (use_relay=False)"
             elif transport == "relay" and self.relay_client is None:

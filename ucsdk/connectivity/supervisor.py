@@ -37,19 +37,20 @@ class Supervisor:
         max_restarts: int = 10,
     ) -> None:
         self._recorder = recorder
-        self._restart_backoff = restart_backoff
-        self._max_restarts = max_restarts
+        self.restart_backoff = restart_backoff
+        self.max_restarts = max_restarts
         self._services: dict[str, Service] = {}
 
-    def _failed(self, service: Service, error: str) -> None:
+    def failed(self, service: Service, error: str) -> None:
+        """Record a crash of ``service`` (every supervised service calls this)."""
         self._recorder.record("service_failed", None, f"{service.service_name}: {error}")
 
     def adopt(self, name: str, service: Service) -> Service:
         """Put ``service`` under supervision as ``name`` (without starting it)."""
         service.service_name = name
-        service.restart_backoff = self._restart_backoff
-        service.max_restarts = self._max_restarts
-        service.on_failure = self._failed
+        service.restart_backoff = self.restart_backoff
+        service.max_restarts = self.max_restarts
+        service.on_failure = self.failed
         self._services[name] = service
         return service
 
