@@ -232,3 +232,142 @@ def hole_punches_frame(results: Iterable[Any]) -> pd.DataFrame:
         for r in results
     )
     return _frame(rows, HOLE_PUNCH_COLUMNS, {"time": _TIME})
+
+
+SERVICE_COLUMNS = ("name", "state", "started_at", "restarts", "last_error", "last_error_at")
+
+
+def services_frame(services: Iterable[Any]) -> pd.DataFrame:
+    """One row per background service (``ucsdk._service.ServiceHealth``), the manager
+    first: ``state`` is ``running``, ``restarting``, ``failed`` or ``stopped``;
+    ``restarts`` counts restarts after a crash; ``last_error`` is the latest crash's
+    ``repr``.
+
+    Example:
+        >>> from ucsdk._service import ServiceHealth
+        >>> frame = services_frame([ServiceHealth("mdns", "failed", None, 0, "OSError(19)", None)])
+        >>> frame.loc[0, "state"], frame["restarts"].dtype.name, str(frame["state"].dtype)
+        ('failed', 'int64', 'category')
+    """
+    rows = (
+        {
+            "name": s.name,
+            "state": s.state,
+            "started_at": s.started_at,
+            "restarts": s.restarts,
+            "last_error": s.last_error,
+            "last_error_at": s.last_error_at,
+        }
+        for s in services
+    )
+    return _frame(
+        rows,
+        SERVICE_COLUMNS,
+        {
+            "state": "category",
+            "started_at": _TIME,
+            "restarts": "int64",
+            "last_error_at": _TIME,
+        },
+    )
+
+
+ADDRESS_COLUMNS = ("addr", "kind", "scope", "observers", "confirmed", "advertised", "last_seen")
+
+
+def addresses_frame(addresses: Iterable[Any]) -> pd.DataFrame:
+    """One row per address of this node (``ucsdk.addresses.AddressInfo``): ``kind`` is
+    ``listen``, ``observed`` or ``circuit``; ``scope`` is ``loopback``, ``private`` or
+    ``public``; ``observers`` counts the peers that reported an observed address,
+    ``confirmed`` says whether enough did; ``advertised`` whether peers at large are told.
+
+    Example:
+        >>> from ucsdk.addresses import AddressInfo
+        >>> row = AddressInfo("/ip4/127.0.0.1/tcp/1", "listen", "loopback", 0, True, False, None)
+        >>> frame = addresses_frame([row])
+        >>> frame.loc[0, "scope"], bool(frame.loc[0, "confirmed"]), str(frame["last_seen"].dt.tz)
+        ('loopback', True, 'UTC')
+    """
+    rows = (
+        {
+            "addr": a.addr,
+            "kind": a.kind,
+            "scope": a.scope,
+            "observers": a.observers,
+            "confirmed": a.confirmed,
+            "advertised": a.advertised,
+            "last_seen": a.last_seen,
+        }
+        for a in addresses
+    )
+    return _frame(
+        rows,
+        ADDRESS_COLUMNS,
+        {
+            "kind": "category",
+            "scope": "category",
+            "observers": "int64",
+            "confirmed": "bool",
+            "advertised": "bool",
+            "last_seen": _TIME,
+        },
+    )
+
+
+DIAL_ATTEMPT_COLUMNS = (
+    "peer_id",
+    "addr",
+    "transport",
+    "relayed",
+    "started_ms",
+    "outcome",
+    "error",
+    "ms",
+    "dial_id",
+    "at",
+)
+
+
+def dial_attempts_frame(attempts: Iterable[Any]) -> pd.DataFrame:
+    """One row per address a dial tried (``ucsdk.peers.DialAttempt``), oldest first; the
+    rows of one dial share ``dial_id``. ``started_ms`` is when the attempt began after its
+    dial started, ``ms`` how long it ran (float milliseconds; ``NaN`` when skipped);
+    ``outcome`` is ``connected``, ``failed``, ``timeout``, ``cancelled`` (another address
+    won) or ``skipped`` (never tried; ``error`` says why); ``at`` is when it ended.
+
+    Example:
+        >>> from ucsdk.peers import DialAttempt
+        >>> row = DialAttempt(1, "12D3KooWExample", "/ip4/127.0.0.1/tcp/1", "tcp", False,
+        ...     0.0, "failed", "Connection refused", 1.5)
+        >>> frame = dial_attempts_frame([row])
+        >>> frame.loc[0, "outcome"], float(frame.loc[0, "ms"]), str(frame["outcome"].dtype)
+        ('failed', 1.5, 'category')
+    """
+    rows = (
+        {
+            "peer_id": d.peer_id,
+            "addr": d.addr,
+            "transport": d.transport,
+            "relayed": d.relayed,
+            "started_ms": d.started_ms,
+            "outcome": d.outcome,
+            "error": d.error,
+            "ms": d.ms,
+            "dial_id": d.dial_id,
+            "at": d.at,
+        }
+        for d in attempts
+    )
+    return _frame(
+        rows,
+        DIAL_ATTEMPT_COLUMNS,
+        {
+            "transport": "category",
+            "relayed": "bool",
+            "started_ms": "float64",
+            "outcome": "category",
+            "ms": "float64",
+            "dial_id": "int64",
+            "at": _TIME,
+        },
+    )

@@ -409,6 +409,35 @@ class Node:
             self._snapshot("read hole punches", "get_hole_punches", timeout)
         )
 
+    def services(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Is every part of this node working? One row per background service, the manager
+        first (see ``ucsdk.frames.SERVICE_COLUMNS``): ``state`` (``running``,
+        ``restarting``, ``failed``), ``restarts`` and the ``last_error`` of a crash.
+
+        Example:
+            >>> from ucsdk import Node
+            >>> with Node.development(enable_mdns=False) as node:
+            ...     frame = node.services()
+            >>> list(frame["name"][:3]), set(frame["state"])
+            (['manager', 'identify', 'dialer'], {'running'})
+        """
+        return frames.services_frame(self._snapshot("read services", "get_services", timeout))
+
+    def addresses(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Where can others reach this node, and what does it tell them? One row per
+        listen, observed and circuit address, with its scope, how many peers observed it,
+        whether it is confirmed and whether it is advertised (``ADDRESS_COLUMNS``)."""
+        return frames.addresses_frame(self._snapshot("read addresses", "get_addresses", timeout))
+
+    def dial_attempts(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Why did that dial take 3 s, or fail? One row per address each dial tried (the
+        newest 1000; ``DIAL_ATTEMPT_COLUMNS``): transport, when it started after the
+        dial began (``started_ms``), how it ended (``connected``, ``failed``, ``timeout``,
+        ``cancelled``, ``skipped``), the ``error`` and how long it took (``ms``)."""
+        return frames.dial_attempts_frame(
+            self._snapshot("read dial attempts", "get_dial_attempts", timeout)
+        )
+
     def autonat_reports(self, *, timeout: float | None = None) -> pd.DataFrame:
         """Every AutoNAT answer so far: which server said what, and the verdict after it."""
         return frames.autonat_frame(
@@ -621,6 +650,18 @@ class AsyncNode:
     async def hole_punches(self) -> pd.DataFrame:
         rows = await self._await("read hole punches", "get_hole_punches", timeout=None)
         return frames.hole_punches_frame(rows)
+
+    async def services(self, *, timeout: float | None = None) -> pd.DataFrame:
+        rows = await self._await("read services", "get_services", timeout=timeout)
+        return frames.services_frame(rows)
+
+    async def addresses(self, *, timeout: float | None = None) -> pd.DataFrame:
+        rows = await self._await("read addresses", "get_addresses", timeout=timeout)
+        return frames.addresses_frame(rows)
+
+    async def dial_attempts(self, *, timeout: float | None = None) -> pd.DataFrame:
+        rows = await self._await("read dial attempts", "get_dial_attempts", timeout=timeout)
+        return frames.dial_attempts_frame(rows)
 
     async def autonat_reports(self) -> pd.DataFrame:
         rows = await self._await("read AutoNAT reports", "autonat_reports", timeout=None)

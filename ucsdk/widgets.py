@@ -2,7 +2,8 @@
 
 :class:`NodeDashboard` is an ipywidgets box that shows a node as it runs: its identity and
 addresses, a NAT status badge with AutoNAT's confidence, connection counts by type and
-transport, the seed's metrics, the peer table, relay reservations and hole punches (when
+transport, its background services (a failed or restarting one in red, with its error),
+the seed's metrics, the peer table, relay reservations and hole punches (when
 NAT traversal is on) and the latest events, plus a box to connect to an address and a
 button to ping a peer.
 
@@ -72,6 +73,8 @@ HOLE_PUNCH_COLUMNS = tuple(
 )
 RESERVATION_COLUMNS = ("relay_peer_id", "expires_in_s", "voucher_valid", "circuit_addrs")
 _BADGE_COLOURS = {"public": "#1a7f37", "private": "#bc4c00", "unknown": "#6e7781"}
+_ALERT_COLOUR = "#cf222e"
+_ALERT_STATES = ("failed", "restarting")
 _CSS = """
 <style>
 .ucsdk-dashboard table { border-collapse: collapse; font-size: 12px; }
@@ -79,6 +82,7 @@ _CSS = """
   text-align: left; vertical-align: top; }
 .ucsdk-dashboard h4 { margin: 8px 0 2px 0; }
 .ucsdk-badge { color: white; border-radius: 4px; padding: 2px 8px; font-weight: bold; }
+.ucsdk-service-failed, .ucsdk-service-restarting { color: #cf222e; }
 </style>
 """
 
@@ -93,6 +97,7 @@ class _Snapshot:
     peers: pd.DataFrame
     connections: pd.DataFrame
     events: pd.DataFrame
+    services: pd.DataFrame
     hole_punches: pd.DataFrame | None = None
     reservations: pd.DataFrame | None = None
 
@@ -160,6 +165,44 @@ def connection_counts(connections: pd.DataFrame) -> str:
     return f"{direct} direct · {relayed} relay" + (f" | {transports}" if transports else "")
 
 
+def service_list(services: pd.DataFrame) -> str:
+    """One line per service of a ``services()`` frame: its name and state (class
+    ``ucsdk-service-<state>``); a failed or restarting one is red (inline colour) and
+    shows its last error; restarts are counted.
+
+    Example:
+        >>> frame = pd.DataFrame({"name": ["dialer", "mdns"], "state": ["running", "failed"],
+        ...     "restarts": [1, 0], "last_error": [None, "OSError(19, 'No such device')"]})
+        >>> print(service_list(frame))  # doctest: +NORMALIZE_WHITESPACE
+        <div class='ucsdk-service ucsdk-service-running'><b>dialer</b> running
+        (restarted 1×)</div><div class='ucsdk-service ucsdk-service-failed'
+        style='color:#cf222e'><b>mdns</b> failed: OSError(19, &#x27;No such device&#x27;)</div>
+    """
+    if services is None or services.empty:
+        return "<div class='ucsdk-service-none'><i>no services</i></div>"
+    lines = []
+    for name, state, restarts, error in zip(
+        services["name"],
+        services["state"],
+        services["restarts"],
+        services["last_error"],
+        strict=True,
+    ):
+        state = str(state)
+        text = f"<b>{html.escape(str(name))}</b> {html.escape(state)}"
+        if restarts:
+            text += f" (restarted {int(restarts)}×)"
+        style = ""
+        if state in _ALERT_STATES:
+            style = f" style='color:{_ALERT_COLOUR}'"
+            if isinstance(error, str) and error:
+                text += f": {html.escape(error)}"
+        lines.append(
+            f"<div class='ucsdk-service ucsdk-service-{html.escape(state)}'{style}>{text}</div>"
+        )
+    return "".join(lines)
+
+
 class NodeDashboard(widgets.VBox):
     """A live dashboard of a node (a :class:`ucsdk.Node` or a lab node) for Jupyter.
 
@@ -170,7 +213,9 @@ class NodeDashboard(widgets.VBox):
 
     Parts, each an ``ipywidgets.HTML`` with its own CSS class for styling and tests:
     ``identity`` (``ucsdk-identity``), ``nat`` (``ucsdk-nat``), ``counts``
-    (``ucsdk-counts``), ``metrics_table`` (``ucsdk-metrics``), ``peer_table``
+    (``ucsdk-counts``), ``service_list`` (``ucsdk-services``: one line per service, class
+    ``ucsdk-service-<state>``; ``ucsdk-service-failed`` and ``ucsdk-service-restarting``
+    are red and show the last error), ``metrics_table`` (``ucsdk-metrics``), ``peer_table``
     (``ucsdk-peers``), ``traversal`` (``ucsdk-traversal``: reservations and hole punches),
     ``event_log`` (``ucsdk-events``) and ``status`` (``ucsdk-status``). The controls are
     ``address`` and ``connect_button`` (``ucsdk-connect``), ``ping_target`` and
@@ -206,6 +251,7 @@ class NodeDashboard(widgets.VBox):
         self.identity = self._html("ucsdk-identity")
         self.nat = self._html("ucsdk-nat")
         self.counts = self._html("ucsdk-counts")
+        self.service_list = self._html("ucsdk-services")
         self.metrics_table = self._html("ucsdk-metrics")
         self.peer_table = self._html("ucsdk-peers")
         self.traversal = self._html("ucsdk-traversal")
@@ -232,6 +278,8 @@ class NodeDashboard(widgets.VBox):
             widgets.HBox([self.address, self.connect_button]),
             widgets.HBox([self.ping_target, self.ping_button]),
             self.status,
+            widgets.HTML("<h4>Services</h4>"),
+            self.service_list,
             widgets.HTML("<h4>Metrics</h4>"),
             self.metrics_table,
             widgets.HTML("<h4>Peers</h4>"),
@@ -391,6 +439,7 @@ class NodeDashboard(widgets.VBox):
             peers=node.peers(),
             connections=node.connections(),
             events=node.events(),
+            services=node.services(),
         )
         if self._traversal_on:
             snapshot.hole_punches = node.hole_punches()
@@ -415,6 +464,7 @@ class NodeDashboard(widgets.VBox):
         )
         self._set(self.nat, nat_badge(m.nat_status, m.nat_confidence))
         self._set(self.counts, f"<b>connections</b>: {connection_counts(s.connections)}")
+        self._set(self.service_list, service_list(s.services))
         values = m.to_dict()
         rows = "".join(
             f"<tr><th>{name}</th><td class='ucsdk-metric-{name}'>{_cell(values[name])}</td></tr>"

@@ -260,6 +260,21 @@ class LabNode:
         result: pd.DataFrame = self.call("hole_punches", timeout=timeout)
         return result
 
+    def services(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's background services and their state (see :meth:`ucsdk.Node.services`)."""
+        result: pd.DataFrame = self.call("services", timeout=timeout)
+        return result
+
+    def addresses(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's addresses and which it advertises (see :meth:`ucsdk.Node.addresses`)."""
+        result: pd.DataFrame = self.call("addresses", timeout=timeout)
+        return result
+
+    def dial_attempts(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """Every address the node's dials tried (see :meth:`ucsdk.Node.dial_attempts`)."""
+        result: pd.DataFrame = self.call("dial_attempts", timeout=timeout)
+        return result
+
     @property
     def running(self) -> bool:
         """Whether the node's process is up and not stopped."""

@@ -47,6 +47,9 @@ NODE_CALLS = frozenset(
         "reserve",
         "reservations",
         "hole_punches",
+        "services",
+        "addresses",
+        "dial_attempts",
     }
 )
 
