@@ -173,9 +173,7 @@ class UniversalConnectivityManager(Service):
         self.addresses.circuit_source = lambda: (
             self.relay_client.circuit_addrs() if self.relay_client is not None else []
         )
-        self.addresses.audience = lambda: [
-            row.remote_addr for row in self.connections.rows() if row.remote_addr
-        ]
+        self.addresses.audience = self.connections.direct_remotes
 
     @property
     def version(self) -> int:

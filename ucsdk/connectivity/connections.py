@@ -137,6 +137,10 @@ class ConnectionTracker:
     def relayed(self) -> int:
         return sum(1 for c in self._open.values() if c.relayed)
 
+    def direct_remotes(self) -> list[str]:
+        """Remote addresses of the open direct connections (who a broadcast reaches)."""
+        return [c.remote_addr for c in self._open.values() if c.remote_addr and not c.relayed]
+
     def of_peer(self, peer_id: str) -> list[OpenConnection]:
         return [c for c in self._open.values() if c.peer_id == peer_id]
 
