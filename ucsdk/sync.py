@@ -4,6 +4,9 @@ The node's trio event loop runs in one background thread shared by every Node of
 process (an anyio blocking portal); each blocking method hands its work to that loop and
 waits at most ``timeout`` seconds. Answers are plain objects and pandas DataFrames.
 
+It is long (~680 lines) because it holds two front doors, ``Node`` and ``AsyncNode``, over
+the whole API; each method is a few lines that hand one call to the loop.
+
 Example:
     >>> from ucsdk import Node
     >>> with Node.development() as a, Node.development() as b:

@@ -7,6 +7,9 @@ the seed's metrics, the peer table, relay reservations and hole punches (when
 NAT traversal is on) and the latest events, plus a box to connect to an address and a
 button to ping a peer.
 
+The module is ~530 lines: one dashboard, its HTML for each part and its updater thread,
+which belong together.
+
 One background thread per dashboard reads the node at most every ``refresh`` seconds and
 is the only writer of the dashboard's widgets; a part is re-sent to the front end only
 when its content changed, so an idle node sends nothing and a busy one no more than

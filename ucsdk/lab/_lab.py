@@ -1,4 +1,9 @@
-"""The NAT lab: topologies of network namespaces with real NAT, one ucsdk node per host."""
+"""The NAT lab: topologies of network namespaces with real NAT, one ucsdk node per host.
+
+The module is ~800 lines: a lab, its hosts and the node process each host runs, whose
+life cycles (build, crash clean-up, teardown) are tied together. The plumbing lives in
+:mod:`ucsdk.lab.net` and :mod:`ucsdk.lab.nat`, the node process in :mod:`ucsdk.lab.agent`.
+"""
 
 from __future__ import annotations
 
