@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -167,10 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.compare:
             old, new = columns[args.compare][way], now[way]
-            print(
-                f"{way:6} {'old/this':12} {'':6} {old['call_ms'] / new['call_ms']:>8.1f}x "
-                f"{old['to_direct_ms'] / new['to_direct_ms']:>12.1f}x"
-            )
+            ratios = [old[k] / new[k] for k in ("call_ms", "to_direct_ms")]
+            shown = ["–" if math.isnan(r) else f"{r:.1f}x" for r in ratios]
+            print(f"{way:6} {'old/this':12} {'':6} {shown[0]:>9} {shown[1]:>13}")
     if args.json:
         Path(args.json).write_text(json.dumps(now if not args.compare else columns, indent=2))
     return 0

@@ -237,3 +237,24 @@ def test_a_natted_host_reaches_a_public_host_at_its_first_address(lab_required: 
         assert wait_until(lambda: bool(told()), 10, 0.1)
         # alice's loopback and private addresses are no use to a peer across the internet.
         assert not [x for x in told() if "/ip4/127." in x or "/ip4/10." in x], told()
+
+
+def test_dial_benchmark_quick_run(lab_required: None, tmp_path: object) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "dial.py"
+    out = Path(str(tmp_path)) / "dial.json"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--trials", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for way in ("given", "known"):
+        assert figures[way]["ok"] == 1, figures  # dial_peer returned True
+        assert figures[way]["call_ms"] > 0 and figures[way]["to_direct_ms"] > 0, figures
