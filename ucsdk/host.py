@@ -58,6 +58,7 @@ _ROUTINE_LOGGERS = (
     "libp2p.protocol_muxer.multiselect_client",
     "libp2p.host.basic_host",
     "libp2p.stream_muxer.yamux.yamux",
+    "libp2p.kad_dht.peer_routing",
 )
 _ROUTINE_MARKERS = (
     "fail to read from multiselect communicator",
@@ -67,6 +68,8 @@ _ROUTINE_MARKERS = (
     "ConnectionClosedError",
     "ClosedResourceError",
     "Connection reset by peer",
+    # The DHT asks a routing-table peer that has just disconnected (WARNING).
+    "No valid connections available for peer",
 )
 
 

@@ -131,7 +131,10 @@ def _relay_view(relay: LabHost, expected: set[str], timeout: float = 10.0) -> pd
     (or ``timeout`` passes, and the table is shown as it is).
     """
     wait_until(lambda: expected <= set(relay.node.connections()["peer_id"]), timeout, 0.1)
-    return relay.node.connections()
+    # Only the NATed hosts' connections: an AutoNAT server's dial-back host (its own
+    # identity) may be connected to the relay too.
+    view = relay.node.connections()
+    return view[view["peer_id"].isin(expected)].reset_index(drop=True)
 
 
 def format_report(report: ScenarioReport) -> str:
