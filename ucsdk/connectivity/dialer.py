@@ -4,9 +4,9 @@ done the way go-libp2p's dial ranker does it.
 Every address the caller gave, the peer table knows and py-libp2p's peerstore holds is
 merged and ranked, then dialled in parallel on a schedule:
 
-- direct addresses start at once, QUIC first; TCP (and WebSocket) to the same scope start
-  ``tcp_delay`` later (30 ms for loopback and private addresses), unless no QUIC address
-  is there to wait for;
+- direct addresses start at once, public before private, QUIC first; TCP (and WebSocket) in
+  the same scope start ``tcp_delay`` later (30 ms for loopback and private addresses),
+  unless no QUIC address is there to wait for;
 - relayed (``/p2p-circuit``) addresses start ``relay_delay`` after the direct ones when the
   peer has a public direct address, at once otherwise: a NATed peer's private addresses
   are no reason to wait. With no circuit address known, relays we are connected to are
@@ -71,7 +71,7 @@ def rank_addrs(
     """``(address, delay in s)`` for each address, in the order they start."""
     plan: list[tuple[str, float]] = []
     direct = [a for a in addrs if "/p2p-circuit" not in a]
-    for scopes in (("loopback", "private"), ("public",)):
+    for scopes in (("public",), ("loopback", "private")):
         group = [a for a in direct if scope_of(a) in scopes]
         quic = [a for a in group if transport_of(a) == "quic"]
         later = tcp_delay if scopes == ("public",) else PRIVATE_TCP_DELAY
@@ -154,10 +154,8 @@ class Dialer(Service):
         return list(self._attempts)
 
     # -------------------------------------------------------------- the strategy
-    def _merge_targets(
-        self, pid: ID, addrs: Sequence[str] | None, source: str
-    ) -> tuple[list[str], list[str]]:
-        """(addresses to try, the caller's own) from the caller, the table, the peerstore."""
+    def _merge_targets(self, pid: ID, addrs: Sequence[str] | None, source: str) -> list[str]:
+        """Addresses to try: the caller's, then the peer table's, then the peerstore's."""
         pid_text = pid.to_base58()
         given: list[str] = []
         for raw in addrs or ():
@@ -176,7 +174,7 @@ class Dialer(Service):
         for addr in [*table, *_known_addrs(self.host, pid)]:
             if addr not in merged:
                 merged.append(addr)
-        return merged[:MAX_ADDRS_PER_DIAL], given
+        return merged[:MAX_ADDRS_PER_DIAL]
 
     def _relay_candidates(self, pid_text: str) -> list[str]:
         """Circuit addresses through relays we are connected to (no circuit known)."""
@@ -202,7 +200,7 @@ class Dialer(Service):
         pid_text = pid.to_base58()
         if pid_text == self._peers.local_peer_id:
             raise errors.DialError(pid_text, [], "that is this node's own peer id")
-        targets, _given = self._merge_targets(pid, addrs, source)
+        targets = self._merge_targets(pid, addrs, source)
         network = self.host.get_network()
         if network.connections.get(pid):
             self._connections.adopt(pid, [])
@@ -214,9 +212,7 @@ class Dialer(Service):
                 targets = [str(split_p2p(parse_multiaddr(a))[0]) for a in found.multiaddrs]
                 self._recorder.record("dht_found", pid_text, ", ".join(found.multiaddrs))
         if not targets and not (use_relay and self.relay_client is not None):
-            self._recorder.failed += 1
-            self._recorder.record("dial_failed", pid_text, "no known address")
-            raise errors.PeerNotFound(pid_text)
+            raise self._not_found(pid_text)
         # py-libp2p refuses to dial a peer for 60 s after one failed dial; a dial we
         # decided on must really be tried.
         unblock = getattr(network, "unblock_peer", None)
@@ -230,9 +226,7 @@ class Dialer(Service):
         if not plan_addrs:
             reason = "; ".join(skipped) or "no known address"
             if not targets:
-                self._recorder.failed += 1
-                self._recorder.record("dial_failed", pid_text, "no known address")
-                raise errors.PeerNotFound(pid_text)
+                raise self._not_found(pid_text)
             self._dial_failed(pid_text, targets, reason)
             raise errors.DialError(pid_text, targets, reason)
         plan = rank_addrs(
@@ -376,6 +370,11 @@ class Dialer(Service):
         started = getattr(conn, "event_started", None)
         if started is not None:
             await started.wait()
+
+    def _not_found(self, peer_id: str) -> errors.PeerNotFound:
+        self._recorder.failed += 1
+        self._recorder.record("dial_failed", peer_id, "no known address")
+        return errors.PeerNotFound(peer_id)
 
     def _dial_failed(self, peer_id: str, addrs: list[str], reason: str) -> None:
         self._recorder.failed += 1
