@@ -185,6 +185,9 @@ def test_ten_thousand_bogus_announcements_are_dropped_and_counted() -> None:
         assert metrics.peers_evicted >= 1
         rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
         assert rss_growth_mb < 200, rss_growth_mb
+        # Dropped, never a crash.
+        pubsub = target.services().set_index("name").loc["pubsub"]
+        assert (pubsub["state"], pubsub["restarts"]) == ("running", 0), pubsub.to_dict()
         # Still serving: a real peer is discovered and dialled afterwards.
         with ucsdk.Node.development(
             connect_to_bootstrap=True,

@@ -105,6 +105,8 @@ def test_bad_requests_are_answered_counted_and_survived() -> None:
                     multiaddr.Multiaddr(str(addr).split("/p2p/")[0]).to_bytes()
                 )
             assert (await raw_request(client, server, good.SerializeToString()))[0] == OK
+            health = served.health()  # dropped, never a crash
+            assert (health.state, health.restarts, health.last_error) == ("running", 0, None)
             await served.stop()
 
     trio.run(main)

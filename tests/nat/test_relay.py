@@ -120,6 +120,8 @@ def test_a_reservation_for_someone_else_is_refused() -> None:
             assert answer.status == 400
             assert server.dropped["malformed"] == 1
             assert (await hop(attacker, relay, HopMessage(type=0))).status == OK  # type: ignore[attr-defined]
+            health = server.health()  # dropped, never a crash
+            assert (health.state, health.restarts, health.last_error) == ("running", 0, None)
             await server.stop()
 
     trio.run(main)

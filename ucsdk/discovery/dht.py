@@ -17,16 +17,22 @@ Example (inside trio, with a running host)::
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import trio
-from libp2p.abc import IHost
+from google.protobuf.message import DecodeError
+from libp2p.abc import IHost, INetStream
+from libp2p.kad_dht.common import MAX_DHT_MESSAGE_SIZE
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
 from ucsdk import errors
+from ucsdk._wire import read_exactly
 from ucsdk.discovery._base import DiscoveryService, check_seconds
 from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
 
@@ -67,6 +73,9 @@ class DHTDiscovery(DiscoveryService):
 
     async def _run(self, nursery: trio.Nursery) -> None:
         self.kad = KadDHT(self.host, MODES[self.mode], enable_random_walk=self.random_walk)
+        if self.mode == "server":
+            # py-libp2p's handler drops junk without a word: count it on the way in.
+            self.host.set_stream_handler(KAD_PROTOCOL, self._handle_kad)
         async with background_trio_service(self.kad):
             for peer_id in self.host.get_connected_peers():
                 await self.add_peer(peer_id)
@@ -77,6 +86,13 @@ class DHTDiscovery(DiscoveryService):
 
     async def _on_stop(self) -> None:
         self.kad = None
+
+    async def _handle_kad(self, stream: INetStream) -> None:
+        kad = self.kad
+        if kad is None:
+            await stream.reset()
+            return
+        await kad.handle_stream(_CountingStream(stream, self.dropped))  # type: ignore[arg-type]
 
     def _scan_routing_table(self) -> None:
         """Report every peer the routing table holds (random walk adds to it)."""
@@ -137,6 +153,60 @@ class DHTDiscovery(DiscoveryService):
 
     def routing_table_size(self) -> int:
         return self.kad.get_routing_table_size() if self.kad is not None else 0
+
+
+class _CountingStream:
+    """An inbound DHT stream that counts the junk py-libp2p's handler drops silently.
+
+    Each frame is read here first and the same bytes handed on: a frame cut off
+    (``truncated``), over py-libp2p's size limit (``oversized``) or not a DHT message
+    (``malformed``) is counted in ``dropped``.
+    """
+
+    def __init__(self, stream: INetStream, dropped: Counter[str]) -> None:
+        self._stream = stream
+        self._dropped = dropped
+        self._pending = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self._pending:
+            self._pending = await self._frame()
+        size = len(self._pending) if n is None or n < 0 else n
+        chunk, self._pending = self._pending[:size], self._pending[size:]
+        return chunk
+
+    async def _frame(self) -> bytes:
+        header = b""
+        try:
+            while len(header) < 10:
+                byte = await self._stream.read(1)
+                if not byte:
+                    if header:
+                        self._dropped["truncated"] += 1
+                    return header
+                header += byte
+                if not byte[0] & 0x80:
+                    break
+            else:
+                self._dropped["malformed"] += 1  # a length longer than 64 bits
+                return header
+            size = sum((b & 0x7F) << (7 * i) for i, b in enumerate(header))
+            if size > MAX_DHT_MESSAGE_SIZE:
+                self._dropped["oversized"] += 1
+                return header
+            payload = await read_exactly(self._stream, size)
+        except Exception:
+            if header:
+                self._dropped["truncated"] += 1
+            raise
+        try:
+            Message.FromString(payload)
+        except DecodeError:
+            self._dropped["malformed"] += 1
+        return header + payload
 
 
 def _transport_addrs(addrs: Any) -> list[str]:

@@ -43,6 +43,7 @@ from typing import Any
 
 import multiaddr
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
@@ -51,7 +52,7 @@ from libp2p.peer.id import ID
 
 from ucsdk import errors
 from ucsdk._service import Service
-from ucsdk._wire import read_delimited, write_delimited
+from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.nat._conn import close_quietly, is_relayed
 from ucsdk.proto import HolePunch
 
@@ -340,8 +341,12 @@ class DCUtR(Service):
         await write_delimited(stream, message.SerializeToString())
 
     async def _receive(self, stream: INetStream) -> Any:
-        with trio.fail_after(STREAM_TIMEOUT):
-            return HolePunch.FromString(await read_delimited(stream, MAX_MESSAGE))
+        try:
+            with trio.fail_after(STREAM_TIMEOUT):
+                return HolePunch.FromString(await read_delimited(stream, MAX_MESSAGE))
+        except (DecodeError, FramingError):
+            self.dropped["malformed"] += 1  # over 4 KiB, or not a HolePunch
+            raise
 
     @staticmethod
     def _addrs_of(message: Any) -> list[str]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import multiaddr
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import ConnectionType, IHost, INetConn, INetStream
 from libp2p.crypto.keys import PrivateKey
 from libp2p.crypto.serialization import deserialize_public_key
@@ -44,7 +45,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk import errors
 from ucsdk._service import Service
-from ucsdk._wire import encode_uvarint, read_delimited, write_delimited
+from ucsdk._wire import FramingError, encode_uvarint, read_delimited, write_delimited
 from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
 
@@ -54,6 +55,8 @@ HOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/hop")
 STOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/stop")
 MAX_MESSAGE = 4096
 MESSAGE_TIMEOUT = 10.0
+MAX_RESERVATION_TTL = 365 * 24 * 3600
+"""Seconds; a reservation that ends later than this (or has ended) is a malformed reply."""
 
 RESERVE, CONNECT, STATUS = 0, 1, 2  # HopMessage.Type
 STOP_CONNECT, STOP_STATUS = 0, 1  # StopMessage.Type
@@ -573,6 +576,12 @@ class CircuitRelayClient(_RelayService):
         except errors.UcsdkError as exc:
             self.reservations.pop(relay, None)
             self._event("reservation_lost", relay, f"refresh failed: {exc}")
+        except Exception as exc:
+            # A bug, not the relay: the service crashes (and restarts) without this
+            # reservation, so its circuit addresses are not advertised meanwhile.
+            self.reservations.pop(relay, None)
+            self._event("reservation_lost", relay, f"refresh crashed: {exc!r}")
+            raise
 
     async def make_reservation(
         self, relay_peer_id: str | ID, relay_addr: str | None = None
@@ -588,16 +597,32 @@ class CircuitRelayClient(_RelayService):
             if callable(unblock):
                 unblock(relay)
             await self.host.connect(PeerInfo(relay, [target]))
-        stream = await self.host.new_stream(relay, [HOP_PROTOCOL])
         try:
-            with trio.fail_after(MESSAGE_TIMEOUT):
-                await write_delimited(stream, HopMessage(type=RESERVE).SerializeToString())
-            reply = await _read(stream, HopMessage)
-        finally:
-            await close_quietly(stream)
+            stream = await self.host.new_stream(relay, [HOP_PROTOCOL])
+            try:
+                with trio.fail_after(MESSAGE_TIMEOUT):
+                    await write_delimited(stream, HopMessage(type=RESERVE).SerializeToString())
+                reply = await _read(stream, HopMessage)
+            finally:
+                await close_quietly(stream)
+        except (DecodeError, FramingError) as exc:
+            self.dropped["malformed"] += 1
+            raise errors.DialError(
+                relay_text, [], f"reservation failed: malformed reply: {exc}"
+            ) from exc
+        except Exception as exc:  # no stream, a reset or closed one, no answer in time
+            reason = f"reservation failed: {type(exc).__name__} {exc}".strip()
+            raise errors.DialError(relay_text, [], reason) from exc
         if reply.type != STATUS or reply.status != OK:
             self._event("reservation_refused", relay_text, status_name(reply.status))
             raise RelayError(None, relay_text, reply.status, "reservation refused")
+        now = time.time()
+        if not now < reply.reservation.expire <= now + MAX_RESERVATION_TTL:
+            # Kept, it would be advertised long after it ended (or before it ever began).
+            self.dropped["bad_expire"] += 1
+            reason = f"expire {reply.reservation.expire} is not within a year from now"
+            self._event("reservation_refused", relay_text, reason)
+            raise errors.DialError(relay_text, [], f"reservation failed: {reason}")
         voucher_valid = False
         if reply.reservation.voucher:
             try:
