@@ -210,7 +210,10 @@ def test_dial_peer_with_private_addrs_goes_relayed_at_once_then_direct(
         attempts = b.node.dial_attempts()
         mine = attempts[attempts["peer_id"] == a.node.peer_id]
         won = mine[mine["outcome"] == "connected"].iloc[-1]
-        assert bool(won["relayed"]) and won["started_ms"] < 100, mine
+        # The relayed dial starts at once, or 500 ms in when b already knew a public
+        # address of a (a's NAT mapping, observed by the relay and announced), as
+        # go-libp2p's ranker does; never after the private dials time out.
+        assert bool(won["relayed"]) and won["started_ms"] < 600, mine
         assert set(private) <= set(mine["addr"])  # the given addresses were tried too
         assert wait_until(lambda: _links(b.node, a.node.peer_id) == [False], 15), b.node.events()
         assert b.node.ping(a.node.peer_id, count=1)
