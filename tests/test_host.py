@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -9,8 +10,11 @@ import multiaddr
 import pytest
 import trio
 from libp2p import new_host
+from libp2p.abc import INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -107,3 +111,34 @@ def test_seed_logger_name_is_used(caplog: pytest.LogCaptureFixture) -> None:
     with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
         a.connect(b.addrs[0])
     assert any(r.name == "UniversalConnectivity" for r in caplog.records)
+
+
+def test_a_handler_that_raises_resets_its_stream_and_the_node_goes_on() -> None:
+    """py-libp2p lets a handler's exception end the swarm (every connection): one bad
+    frame from one peer stopped the node. ucsdk's guard resets that stream and counts it."""
+    from ucsdk._wire import read_exactly
+
+    protocol = TProtocol("/ucsdk-test/raises/1.0.0")
+
+    async def raises(stream: INetStream) -> None:
+        await read_exactly(stream, 4)
+        raise ValueError("a bug in a handler, or input it did not expect")
+
+    async def send_junk(node: ucsdk.Node, peer: str) -> None:
+        stream = await node.manager.host.new_stream(ID.from_base58(peer), [protocol])
+        await stream.write(b"junk")
+        # Until the other side resets it (the read then raises, as a reset stream does).
+        with trio.move_on_after(2), contextlib.suppress(Exception):
+            await stream.read(1)
+
+    with (
+        ucsdk.Node.development(enable_mdns=False) as a,
+        ucsdk.Node.development(enable_mdns=False) as b,
+    ):
+        a._snapshot("add handler", lambda: a.manager.host.set_stream_handler(protocol, raises))
+        b.connect(a.addrs[0])
+        for _ in range(3):
+            b._call("send junk", send_junk, b, a.peer_id, timeout=10)
+        assert b.ping(a.peer_id, count=1)  # the same connection still works
+        assert a.metrics().invalid_message_kinds.get("stream_handler_ValueError") == 3
+        assert a.metrics().active_connections == 1

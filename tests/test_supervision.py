@@ -245,14 +245,18 @@ def _discovers_over_pubsub(node: ucsdk.Node) -> None:
 
 def test_junk_pubsub_frames_are_counted_and_the_node_survives() -> None:
     """Outcome (a). Before: py-libp2p's pubsub stream handler let a DecodeError out, which
-    ended the host's swarm: one junk frame from any peer stopped the whole node."""
+    ended the host's swarm: one junk frame from any peer stopped the whole node. The host's
+    guard (``ucsdk.host.GuardedStreams``) now resets such a stream and counts it."""
     with ucsdk.Node.development(**QUIET) as node, HostilePeer({}) as peer:
         node.connect(peer.addr)
         peer.send(node.peer_id, MESHSUB, *JUNK_FRAMES)
         # Frames 0 and 1 are not RPCs; py-libp2p itself handles the cut-off frames (2, 4)
         # and the one over its size limit (3).
-        want = {"malformed_rpc": 2}
-        assert wait_until(lambda: dropped(node, "pubsub") == want, 10), dropped(node, "pubsub")
+        # The host's stream guard resets those two streams and counts them by error type.
+        want = {"DecodeError": 2}
+        assert wait_until(lambda: dropped(node, "stream_handler") == want, 10), dropped(
+            node, "stream_handler"
+        )
         assert_untouched(node, "pubsub")
         assert_node_works(node)
         _discovers_over_pubsub(node)

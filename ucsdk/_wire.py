@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+import trio
 from libp2p.abc import INetStream
 
 
@@ -53,3 +57,10 @@ async def read_delimited(stream: INetStream, max_size: int) -> bytes:
 async def write_delimited(stream: INetStream, payload: bytes) -> None:
     """Write one uvarint-length-prefixed message."""
     await stream.write(encode_uvarint(len(payload)) + payload)
+
+
+async def close_quietly(thing: Any, timeout: float = 2.0, *, reset: bool = False) -> None:
+    """Close (or reset) a stream or connection even while cancelled, within ``timeout``;
+    failing to close something the remote already tore down is not news."""
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout), contextlib.suppress(Exception):
+        await (thing.reset() if reset else thing.close())

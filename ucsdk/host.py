@@ -30,12 +30,13 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import multiaddr
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn
+from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -45,6 +46,7 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
 
@@ -161,6 +163,40 @@ def set_addrs_source(host: IHost, source: Callable[[], list[str]] | None) -> Non
     hook.source = source
 
 
+class GuardedStreams:
+    """The swarm's handler for inbound streams: the host's own dispatch, guarded.
+
+    py-libp2p lets an exception raised by a protocol handler (its own or ours) escape into
+    the swarm, which then ends every connection: one malformed frame from one peer stopped
+    the node. Here such a stream is reset, the exception counted by type in ``errors``
+    (the manager reports them as ``stream_handler_<type>`` in the metrics' invalid
+    messages) and logged at debug; the node goes on.
+    """
+
+    def __init__(self, dispatch: Callable[[INetStream], Awaitable[None]]) -> None:
+        self.dispatch = dispatch
+        self.errors: Counter[str] = Counter()
+
+    async def __call__(self, stream: INetStream) -> None:
+        try:
+            await self.dispatch(stream)
+        except Exception as exc:
+            self.errors[type(exc).__name__] += 1
+            logging.getLogger(__name__).debug("a stream handler raised %r; stream reset", exc)
+            await close_quietly(stream, reset=True)
+
+
+def guard_stream_handlers(host: IHost) -> GuardedStreams:
+    """Put the host's inbound streams behind :class:`GuardedStreams` (once)."""
+    network: Any = host.get_network()
+    current = getattr(network, "common_stream_handler", None)
+    if isinstance(current, GuardedStreams):
+        return current
+    guard = GuardedStreams(host._swarm_stream_handler)  # type: ignore[attr-defined]
+    network.set_stream_handler(guard)
+    return guard
+
+
 def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     """Create (but do not start) a host with ucsdk's transport and security choices."""
     restore_libp2p_logging()
@@ -195,6 +231,7 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     # py-libp2p retries a refused dial three times with back-off (about 0.7 s); the
     # manager's dial strategy and bootstrap loop own retries, so a dial fails fast here.
     host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    guard_stream_handlers(host)
     return host
 
 

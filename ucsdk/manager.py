@@ -56,7 +56,7 @@ from ucsdk.connectivity.supervisor import Supervisor
 from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
-from ucsdk.host import disable_auto_dial
+from ucsdk.host import GuardedStreams, disable_auto_dial, guard_stream_handlers
 from ucsdk.metrics import ConnectivityMetrics, Event, utcnow
 from ucsdk.nat.autonat import AutoNAT, AutoNATReport
 from ucsdk.nat.dcutr import DCUtR, HolePunchResult
@@ -158,6 +158,7 @@ class UniversalConnectivityManager(Service):
         self.relay_server: CircuitRelayServer | None = None
         self.dcutr: DCUtR | None = None
         self._dropped_by_services: Counter[str] = Counter()
+        self._stream_guard: GuardedStreams | None = None
 
     def _wire(self) -> None:
         """Connect the parts' listeners: the event flow of the node, in one place."""
@@ -183,6 +184,7 @@ class UniversalConnectivityManager(Service):
     # ----------------------------------------------------------------- life cycle
     async def _on_start(self) -> None:
         await disable_auto_dial(self.host)
+        self._stream_guard = guard_stream_handlers(self.host)
         self.addresses.install()
         self.connections.attach()
         self.recorder.record("started", None, f"manager started on {self.local_peer_id}")
@@ -314,6 +316,8 @@ class UniversalConnectivityManager(Service):
         recorder, nat = self.recorder, self.nat
         dropped = Counter(recorder.invalid_kinds)
         dropped.update(self._dropped_by_services)
+        if self._stream_guard is not None:
+            dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
         for name, prefix in _SERVICES:
             service = getattr(self, name)
             if service is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetStream
+from libp2p.abc import IHost
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
@@ -200,8 +200,6 @@ class PubsubPeerDiscovery(DiscoveryService):
             original = self.pubsub.seen_messages
             original.stop()
             self.pubsub.seen_messages = InlineSweptSeenCache(original.ttl, original.sweep_interval)
-            for protocol in router.get_protocols():
-                self.host.set_stream_handler(protocol, self._read_rpcs)
             # Pubsub registers a notifee for new connections in its constructor and never
             # removes it; it also never learns of connections that existed before.
             notifee = next(
@@ -240,24 +238,6 @@ class PubsubPeerDiscovery(DiscoveryService):
                     pubsub.remove_topic_validator(topic)
                     if not self._owns_pubsub:
                         await _quiet(pubsub.unsubscribe(topic))
-
-    async def _read_rpcs(self, stream: INetStream) -> None:
-        """py-libp2p's pubsub stream handler, guarded: a frame that is not an RPC raised
-        out of it and ended the host's swarm (every connection; the node stopped). Such a
-        stream is reset and counted (``malformed_rpc``)."""
-        pubsub = self.pubsub
-        if pubsub is None:
-            await stream.reset()
-            return
-        try:
-            await pubsub.stream_handler(stream)
-        except Exception as exc:
-            self.dropped["malformed_rpc"] += 1
-            logger.debug("dropped a pubsub stream from %s: %r", stream.muxed_conn.peer_id, exc)
-            try:
-                await stream.reset()
-            except Exception as reset_error:
-                logger.debug("resetting the pubsub stream failed: %s", reset_error)
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         """Check, and take in, an announcement before pubsub delivers or forwards it.

@@ -3,12 +3,12 @@ its far end is, and whether it goes through a relay."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import multiaddr
-import trio
 from libp2p.abc import IHost, INetConn, INetStream
+
+from ucsdk._wire import close_quietly
+
+__all__ = ["close_quietly", "connection_of", "ip_of", "is_relayed", "remote_address"]
 
 
 def connection_of(host: IHost, stream: INetStream) -> INetConn | None:
@@ -57,10 +57,3 @@ def is_relayed(conn: INetConn | None) -> bool:
         return True
     kind = getattr(conn, "get_connection_type", None)
     return bool(callable(kind) and "RELAY" in str(kind()).upper())
-
-
-async def close_quietly(thing: Any, timeout: float = 2.0, *, reset: bool = False) -> None:
-    """Close (or reset) a stream or connection even while cancelled, within ``timeout``;
-    failing to close something the remote already tore down is not news."""
-    with trio.CancelScope(shield=True), trio.move_on_after(timeout), contextlib.suppress(Exception):
-        await (thing.reset() if reset else thing.close())
