@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from _util import closed_port
 
 import ucsdk
 from ucsdk.connectivity.dialer import rank_addrs
@@ -84,9 +85,7 @@ def test_a_hanging_address_does_not_hold_up_a_good_one(silent_listener: str) -> 
 
 
 def test_every_failed_address_is_kept_with_its_reason() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"/ip4/127.0.0.1/tcp/{sock.getsockname()[1]}"
+    closed = f"/ip4/127.0.0.1/tcp/{closed_port()}"
     with (
         ucsdk.Node.development(**QUIET) as a,
         ucsdk.Node.development(**QUIET) as b,
@@ -103,9 +102,7 @@ def test_every_failed_address_is_kept_with_its_reason() -> None:
 def test_with_no_circuit_known_the_shared_relay_is_tried() -> None:
     """b holds a reservation on r; a knows only a dead direct address of b, and that r is
     a relay. ``use_relay=True`` reaches b through r."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"/ip4/127.0.0.1/tcp/{sock.getsockname()[1]}"
+    dead = f"/ip4/127.0.0.1/tcp/{closed_port()}"
     with (
         ucsdk.Node.development(enable_relay_server=True, **QUIET) as r,
         ucsdk.Node.development(**QUIET) as a,

@@ -9,22 +9,12 @@ import time
 
 import pandas as pd
 import pytest
+from _util import closed_port, is_utc
 
 import ucsdk
 from ucsdk import errors
 from ucsdk.frames import CONNECTION_COLUMNS, EVENT_COLUMNS, METRIC_COLUMNS, PEER_COLUMNS
 from ucsdk.identity import new_key_pair, peer_id_of
-
-
-def _is_utc(column: pd.Series) -> bool:
-    dtype = column.dtype
-    return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_addrs_end_in_peer_id(node_pair: tuple[ucsdk.Node, ucsdk.Node]) -> None:
@@ -76,7 +66,7 @@ def test_dataframes_describe_what_happened(
     assert row["rtt_ms"] == pytest.approx(pd.Series(rtts).median())
     assert row["agent_version"].startswith("py-libp2p")
     assert "/ipfs/ping/1.0.0" in row["protocols"]
-    assert _is_utc(peers["first_seen"])
+    assert is_utc(peers["first_seen"])
     assert row["first_seen"] <= row["last_seen"]
 
     inbound = b.peers().iloc[0]
@@ -122,7 +112,7 @@ def test_metrics_history_samples() -> None:
         history = node.metrics_history()
     assert list(history.columns) == list(METRIC_COLUMNS)
     assert len(history) >= 3
-    assert _is_utc(history["last_updated"])
+    assert is_utc(history["last_updated"])
 
 
 def test_empty_frames_keep_columns() -> None:
@@ -187,7 +177,7 @@ def test_closed_port_gives_dial_error_within_timeout(
 ) -> None:
     a, _ = node_pair
     stranger = peer_id_of(new_key_pair())
-    addr = f"/ip4/127.0.0.1/tcp/{_closed_port()}/p2p/{stranger}"
+    addr = f"/ip4/127.0.0.1/tcp/{closed_port()}/p2p/{stranger}"
     started = time.monotonic()
     with pytest.raises(errors.DialError) as caught:
         a.connect(addr, timeout=5)
@@ -218,7 +208,7 @@ def test_seed_dial_peer_returns_bool(node_pair: tuple[ucsdk.Node, ucsdk.Node]) -
     a, b = node_pair
     addr = b.addrs[0].rsplit("/p2p/", 1)[0]
     assert a.dial_peer(b.peer_id, [addr], use_relay=True) is True
-    assert a.dial_peer(b.peer_id, [f"/ip4/127.0.0.1/tcp/{_closed_port()}"], use_relay=False)
+    assert a.dial_peer(b.peer_id, [f"/ip4/127.0.0.1/tcp/{closed_port()}"], use_relay=False)
     with pytest.raises(errors.InvalidMultiaddr):
         a.dial_peer(b.peer_id, [f"{addr}/p2p/{a.peer_id}"])
 

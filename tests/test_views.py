@@ -4,12 +4,12 @@ dial_attempts(), and the dashboard's Services part."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+from _util import closed_port, is_utc
 
 import ucsdk
 from ucsdk import errors
@@ -22,17 +22,6 @@ from ucsdk.widgets import service_list
 # group there fails (ENODEV), so the node starts with its mdns service "failed".
 NO_SUCH_INTERFACE = "192.0.2.1"
 RED = "color:#cf222e"
-
-
-def _is_utc(column: pd.Series) -> bool:
-    dtype = column.dtype
-    return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stranger() -> str:
@@ -79,8 +68,8 @@ def test_services_lists_every_enabled_service_running(
     assert set(frame["state"]) == {"running"}, frame
     assert isinstance(frame["state"].dtype, pd.CategoricalDtype)
     assert frame["restarts"].dtype == "int64" and (frame["restarts"] == 0).all()
-    assert _is_utc(frame["started_at"]) and frame["started_at"].notna().all()
-    assert _is_utc(frame["last_error_at"]) and frame["last_error_at"].isna().all()
+    assert is_utc(frame["started_at"]) and frame["started_at"].notna().all()
+    assert is_utc(frame["last_error_at"]) and frame["last_error_at"].isna().all()
     assert frame["last_error"].isna().all()
     # The same rows through node.aio.
     rows = asyncio.run(a.aio.services(timeout=5))
@@ -130,7 +119,7 @@ def test_addresses_lists_the_loopback_listeners(pair: tuple[ucsdk.Node, ucsdk.No
     assert isinstance(frame["scope"].dtype, pd.CategoricalDtype)
     assert frame["observers"].dtype == "int64"
     assert frame["confirmed"].dtype == bool and frame["advertised"].dtype == bool
-    assert _is_utc(frame["last_seen"])
+    assert is_utc(frame["last_seen"])
     assert list(asyncio.run(a.aio.addresses())["addr"]) == list(frame["addr"])
 
 
@@ -156,7 +145,7 @@ def test_a_connect_is_recorded_as_a_connected_tcp_attempt(
     assert isinstance(frame["transport"].dtype, pd.CategoricalDtype)
     assert frame["ms"].dtype == "float64" and frame["started_ms"].dtype == "float64"
     assert frame["dial_id"].dtype == "int64" and frame["relayed"].dtype == bool
-    assert _is_utc(frame["at"])
+    assert is_utc(frame["at"])
     # b accepted the connection; it dialled nothing.
     assert b.peer_id not in set(b.dial_attempts()["peer_id"])
     assert list(asyncio.run(a.aio.dial_attempts())["dial_id"]) == list(frame["dial_id"])
@@ -167,7 +156,7 @@ def test_a_dial_to_a_closed_port_is_a_failed_attempt_with_its_error(
 ) -> None:
     a, _ = pair
     stranger = _stranger()
-    addr = f"/ip4/127.0.0.1/tcp/{_closed_port()}"
+    addr = f"/ip4/127.0.0.1/tcp/{closed_port()}"
     with pytest.raises(errors.DialError):
         a.connect(f"{addr}/p2p/{stranger}")
     frame = a.dial_attempts()
@@ -185,7 +174,7 @@ def test_an_address_of_a_transport_not_enabled_is_skipped(
     a, _ = pair
     assert "websocket" not in a.config.transports
     stranger = _stranger()
-    ws = f"/ip4/127.0.0.1/tcp/{_closed_port()}/ws"
+    ws = f"/ip4/127.0.0.1/tcp/{closed_port()}/ws"
     assert a.dial_peer(stranger, addrs=[ws]) is False
     frame = a.dial_attempts()
     rows = frame[frame["peer_id"] == stranger]
@@ -200,7 +189,7 @@ def test_an_address_of_a_transport_not_enabled_is_skipped(
 def test_attempts_of_one_dial_share_its_dial_id(pair: tuple[ucsdk.Node, ucsdk.Node]) -> None:
     a, b = pair
     stranger = _stranger()
-    closed = f"/ip4/127.0.0.1/tcp/{_closed_port()}"
+    closed = f"/ip4/127.0.0.1/tcp/{closed_port()}"
     assert a.dial_peer(stranger, addrs=[closed, f"{closed}/ws"]) is False
     a.connect(b.addrs[0])
     frame = a.dial_attempts()

@@ -51,6 +51,11 @@ METRIC_COLUMNS = tuple(f.name for f in dataclasses.fields(ConnectivityMetrics))
 _TIME = "datetime64[ns, UTC]"
 
 
+def _fields(items: Iterable[Any], columns: Sequence[str]) -> Iterable[dict[str, Any]]:
+    """Rows from snapshot dataclasses whose attributes are named like the columns."""
+    return ({column: getattr(item, column) for column in columns} for item in items)
+
+
 def _frame(
     rows: Iterable[dict[str, Any]],
     columns: Sequence[str],
@@ -249,19 +254,8 @@ def services_frame(services: Iterable[Any]) -> pd.DataFrame:
         >>> frame.loc[0, "state"], frame["restarts"].dtype.name, str(frame["state"].dtype)
         ('failed', 'int64', 'category')
     """
-    rows = (
-        {
-            "name": s.name,
-            "state": s.state,
-            "started_at": s.started_at,
-            "restarts": s.restarts,
-            "last_error": s.last_error,
-            "last_error_at": s.last_error_at,
-        }
-        for s in services
-    )
     return _frame(
-        rows,
+        _fields(services, SERVICE_COLUMNS),
         SERVICE_COLUMNS,
         {
             "state": "category",
@@ -288,20 +282,8 @@ def addresses_frame(addresses: Iterable[Any]) -> pd.DataFrame:
         >>> frame.loc[0, "scope"], bool(frame.loc[0, "confirmed"]), str(frame["last_seen"].dt.tz)
         ('loopback', True, 'UTC')
     """
-    rows = (
-        {
-            "addr": a.addr,
-            "kind": a.kind,
-            "scope": a.scope,
-            "observers": a.observers,
-            "confirmed": a.confirmed,
-            "advertised": a.advertised,
-            "last_seen": a.last_seen,
-        }
-        for a in addresses
-    )
     return _frame(
-        rows,
+        _fields(addresses, ADDRESS_COLUMNS),
         ADDRESS_COLUMNS,
         {
             "kind": "category",
@@ -343,23 +325,8 @@ def dial_attempts_frame(attempts: Iterable[Any]) -> pd.DataFrame:
         >>> frame.loc[0, "outcome"], float(frame.loc[0, "ms"]), str(frame["outcome"].dtype)
         ('failed', 1.5, 'category')
     """
-    rows = (
-        {
-            "peer_id": d.peer_id,
-            "addr": d.addr,
-            "transport": d.transport,
-            "relayed": d.relayed,
-            "started_ms": d.started_ms,
-            "outcome": d.outcome,
-            "error": d.error,
-            "ms": d.ms,
-            "dial_id": d.dial_id,
-            "at": d.at,
-        }
-        for d in attempts
-    )
     return _frame(
-        rows,
+        _fields(attempts, DIAL_ATTEMPT_COLUMNS),
         DIAL_ATTEMPT_COLUMNS,
         {
             "transport": "category",
