@@ -1,5 +1,7 @@
 """AutoNAT v1 (``/libp2p/autonat/1.0.0``): am I reachable from the internet?
 
+The module is ~530 lines: the client, the server and its separate dial-back host.
+
 The client asks peers that run the service to dial it back. The server dials back on a
 **fresh connection from a separate dialer host** (its own identity, so the existing
 connection can never answer for it), only to addresses whose IP is the requester's observed

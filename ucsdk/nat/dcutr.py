@@ -1,5 +1,8 @@
 """DCUtR (``/libp2p/dcutr``): upgrade a relayed connection to a direct one by hole punching.
 
+The module is ~650 lines: both roles of the exchange and the TCP and QUIC punches, which
+py-libp2p's dialers cannot do (a QUIC handshake from a socket bound for the attempt).
+
 Roles, as in the spec: ``A`` dialled ``B`` through a relay; ``B`` (the inbound side) drives.
 
 1. If ``A`` advertises a public address, ``B`` first dials it directly (unilateral upgrade).

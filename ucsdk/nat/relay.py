@@ -1,5 +1,8 @@
 """Circuit Relay v2: reservations, relayed connections, limits (libp2p specs, circuit-v2).
 
+The module is ~800 lines: both sides of one protocol (server and client), their shared
+message handling and the voucher (a signed envelope), which change together.
+
 A peer behind NAT reserves a slot on a public relay (``hop`` protocol, ``RESERVE``) and then
 advertises ``<relay address>/p2p/<relay id>/p2p-circuit``. Another peer dials that address:
 it asks the relay to ``CONNECT`` it to the target; the relay opens a ``stop`` stream to the
