@@ -139,3 +139,25 @@ def test_a_peer_on_this_machine_is_dialled_over_loopback() -> None:
         rows = b.dial_attempts().set_index("addr")
         mine = [x for x in everything if own[0] in x]
         assert (rows.loc[mine, "outcome"] == "skipped").all()
+
+
+def test_connect_dials_the_address_it_was_given_only() -> None:
+    dead = f"/ip4/127.0.0.1/tcp/{closed_port()}"
+    with (
+        ucsdk.Node.development(**QUIET) as a,
+        ucsdk.Node.development(**QUIET) as b,
+    ):
+        assert not a.dial_peer(b.peer_id, addrs=[dead])  # now in a's table
+        a.connect(b.addrs[0])
+        attempts = a.dial_attempts()
+        last = attempts[attempts["dial_id"] == attempts["dial_id"].max()]
+        assert list(last["addr"]) == [b.addrs[0].rsplit("/p2p/", 1)[0]]
+        # dial_peer tries every address it knows (the dead one too).
+        a.disconnect(b.peer_id)
+        deadline = time.monotonic() + 5
+        while a.connections()["peer_id"].eq(b.peer_id).any() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert a.dial_peer(b.peer_id)
+        attempts = a.dial_attempts()
+        last = attempts[attempts["dial_id"] == attempts["dial_id"].max()]
+        assert dead in set(last["addr"])

@@ -170,6 +170,9 @@ class UniversalConnectivityManager(Service):
         self.nat.is_identified = lambda peer: bool(
             (record := self.peers.get(peer)) is not None and record.protocols
         )
+        self.nat.has_direct = lambda peer: any(
+            not c.relayed for c in self.connections.of_peer(peer)
+        )
         self.dialer.known_relays = self.nat.connected_relays
         self.addresses.circuit_source = lambda: (
             self.relay_client.circuit_addrs() if self.relay_client is not None else []
@@ -402,12 +405,13 @@ class UniversalConnectivityManager(Service):
 
     # ------------------------------------------------------------------- dialling
     async def connect(self, addr: str | multiaddr.Multiaddr) -> PeerInfo:
-        """Connect to a full multiaddr (ending in ``/p2p/<peer id>``); raise on failure."""
+        """Connect to a full multiaddr (ending in ``/p2p/<peer id>``), that address only;
+        raise on failure. (``dial_peer`` is the call that tries every way it knows.)"""
         maddr = parse_multiaddr(addr)
         transport_addr, peer_id = split_p2p(maddr)
         if peer_id is None:
             raise errors.InvalidMultiaddr(str(addr), "it must end in /p2p/<peer id>")
-        await self.connect_peer(peer_id, [str(transport_addr)], source="manual")
+        await self.dialer.connect_peer(peer_id, [str(transport_addr)], exact=True)
         return self.peer_info(peer_id)
 
     def peer_info(self, peer_id: str) -> PeerInfo:

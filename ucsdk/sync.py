@@ -323,7 +323,8 @@ class Node:
 
     # ------------------------------------------------------------------- actions
     def connect(self, multiaddr: str, *, timeout: float | None = None) -> PeerInfo:
-        """Connect to ``multiaddr`` (which must end in ``/p2p/<peer id>``)."""
+        """Connect to ``multiaddr`` (which must end in ``/p2p/<peer id>``), that address
+        only; :meth:`dial_peer` is the call that tries every address and relay it knows."""
         return self._call(f"connect to {multiaddr}", "connect", multiaddr, timeout=timeout)
 
     def dial_peer(

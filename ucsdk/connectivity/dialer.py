@@ -154,8 +154,11 @@ class Dialer(Service):
         return list(self._attempts)
 
     # -------------------------------------------------------------- the strategy
-    def _merge_targets(self, pid: ID, addrs: Sequence[str] | None, source: str) -> list[str]:
-        """Addresses to try: the caller's, then the peer table's, then the peerstore's."""
+    def _merge_targets(
+        self, pid: ID, addrs: Sequence[str] | None, source: str, exact: bool
+    ) -> list[str]:
+        """Addresses to try: the caller's, then (unless ``exact``) the peer table's and the
+        peerstore's."""
         pid_text = pid.to_base58()
         given: list[str] = []
         for raw in addrs or ():
@@ -169,6 +172,8 @@ class Dialer(Service):
             if is_new:
                 self._peers.announce_new(record, source)
         merged = list(given)
+        if exact and given:
+            return merged[:MAX_ADDRS_PER_DIAL]
         known = self._peers.get(pid_text)
         table = [str(split_p2p(parse_multiaddr(a))[0]) for a in known.multiaddrs] if known else []
         for addr in [*table, *_known_addrs(self.host, pid)]:
@@ -194,13 +199,18 @@ class Dialer(Service):
         *,
         use_relay: bool = True,
         source: str = "manual",
+        exact: bool = False,
     ) -> DiscoveredPeer:
-        """Connect with the ranked plan; the peer on success, :class:`DialError` if not."""
+        """Connect with the ranked plan; the peer on success, :class:`DialError` if not.
+
+        ``exact``: dial only ``addrs`` (``connect(multiaddr)``: that address, as asked),
+        not what the table knows, and no relay the caller did not name.
+        """
         pid = parse_peer_id(peer_id)
         pid_text = pid.to_base58()
         if pid_text == self._peers.local_peer_id:
             raise errors.DialError(pid_text, [], "that is this node's own peer id")
-        targets = self._merge_targets(pid, addrs, source)
+        targets = self._merge_targets(pid, addrs, source, exact)
         network = self.host.get_network()
         if network.connections.get(pid):
             self._connections.adopt(pid, [])
@@ -221,7 +231,7 @@ class Dialer(Service):
         dial_id = next(self._dial_ids)
         plan_addrs, skipped = self._usable(dial_id, pid_text, targets, use_relay)
         relayed_known = any("/p2p-circuit" in a for a in plan_addrs)
-        if use_relay and self.relay_client is not None and not relayed_known:
+        if use_relay and self.relay_client is not None and not relayed_known and not exact:
             plan_addrs += self._relay_candidates(pid_text)
         if not plan_addrs:
             reason = "; ".join(skipped) or "no known address"

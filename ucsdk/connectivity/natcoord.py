@@ -44,6 +44,9 @@ logger = logging.getLogger("UniversalConnectivity")
 MAX_RELAYS_SEEN = 64
 MAX_HOLE_PUNCHES_KEPT = 1000
 IDENTIFY_WAIT = 3.0
+STALE_DIRECT_WAIT = 2.0
+"""How long a direct connection we still hold may take to go away once the peer has come
+back through a relay (it evidently has no direct connection to us any more)."""
 
 
 class NatCoordinator(Service):
@@ -58,6 +61,7 @@ class NatCoordinator(Service):
         self.dcutr: Any = None
         self.is_connected: Callable[[str], bool] = lambda peer: False
         self.is_identified: Callable[[str], bool] = lambda peer: False
+        self.has_direct: Callable[[str], bool] = lambda peer: False
         self.nat_status = "unknown"
         self._relays_seen: OrderedDict[str, None] = OrderedDict()
         self._hole_punches: deque[HolePunchResult] = deque(maxlen=MAX_HOLE_PUNCHES_KEPT)
@@ -163,6 +167,11 @@ class NatCoordinator(Service):
             return
         with trio.move_on_after(IDENTIFY_WAIT):
             while not self.is_identified(pid.to_base58()):
+                await trio.sleep(0.05)
+        # A close takes a moment to arrive: a peer that just closed its direct connection
+        # and came back through the relay would otherwise find us "already direct".
+        with trio.move_on_after(STALE_DIRECT_WAIT):
+            while self.has_direct(pid.to_base58()):
                 await trio.sleep(0.05)
         try:
             await self.dcutr.attempt_hole_punch(pid, relay_id)
