@@ -110,6 +110,11 @@ def _check_quickstart(notebook: nbformat.NotebookNode) -> None:
     assert b_id[:40] in peers, peers  # pandas shortens long cells
     assert "True" in peers, peers
     assert "direct" in peers, peers
+    attempts = _text(cells["a.dial_attempts()"])
+    assert "connected" in attempts and "/ip4/127.0.0.1/tcp/" in attempts, attempts
+    services = _text(cells["a.services()"])
+    assert "running" in services and "failed" not in services, services
+    assert "loopback" in _text(cells["a.addresses()"])
     rtts = _text(cells["rtts = a.ping(b.peer_id, count=5)"])
     numbers = [float(x) for x in rtts.strip().strip("[]").split(",")]
     assert len(numbers) == 5 and all(n > 0 for n in numbers)
