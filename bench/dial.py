@@ -49,6 +49,12 @@ def _direct_only(node: Any, peer: str) -> bool:
     return len(mine) > 0 and not any(bool(r) for r in mine["relayed"])
 
 
+def _connected(node: Any, peer: Any) -> bool:
+    return any(
+        p.peer_id == peer.node.peer_id and p.connected for p in node.node.get_discovered_peers()
+    )
+
+
 def _time_dial(b: Any, a: Any, addrs: list[str] | None, wait_until: Any) -> dict[str, Any]:
     started = time.monotonic()
     ok = bool(b.node.dial_peer(a.node.peer_id, addrs=addrs, use_relay=True, timeout=60))
@@ -82,17 +88,7 @@ def one_trial(index: int) -> dict[str, dict[str, Any]]:
         private = [x.rsplit("/p2p/", 1)[0] for x in a.node.addrs if "/ip4/10." in x]
         out = {"given": _time_dial(b, a, private, wait_until)}
         b.node.disconnect(a.node.peer_id)
-        wait_until(
-            lambda: (
-                not b.node.get_discovered_peers()
-                or not any(
-                    p.peer_id == a.node.peer_id and p.connected
-                    for p in b.node.get_discovered_peers()
-                )
-            ),
-            10,
-            0.05,
-        )
+        wait_until(lambda: not _connected(b, a), 10, 0.05)
         out["known"] = _time_dial(b, a, None, wait_until)
         return out
 

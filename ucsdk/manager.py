@@ -295,13 +295,10 @@ class UniversalConnectivityManager(Service):
 
     async def _stop_parts(self) -> None:
         await self.supervisor.stop_all()
-        for name, prefix in _SERVICES:
-            service = getattr(self, name)
-            if service is not None:
-                self._dropped_by_services.update(
-                    {f"{prefix}_{k}": v for k, v in service.dropped.items()}
-                )
-                setattr(self, name, None)
+        # What the services dropped outlives them in the metrics.
+        self._dropped_by_services.update(self._services_dropped())
+        for name, _prefix in _SERVICES:
+            setattr(self, name, None)
         self.dialer.dht = None
         self.dialer.relay_client = None
         self.nat.autonat = self.nat.relay_client = self.nat.dcutr = None
@@ -313,6 +310,15 @@ class UniversalConnectivityManager(Service):
         self.recorder.record("stopped", None, "manager stopped")
         self.recorder.sample(self.get_metrics())
 
+    def _services_dropped(self) -> Counter[str]:
+        """What the running protocol services dropped, by ``<prefix>_<reason>``."""
+        out: Counter[str] = Counter()
+        for name, prefix in _SERVICES:
+            service = getattr(self, name)
+            if service is not None:
+                out.update({f"{prefix}_{k}": v for k, v in service.dropped.items()})
+        return out
+
     # ---------------------------------------------------------------- snapshots
     def get_metrics(self) -> ConnectivityMetrics:
         """A snapshot of the counters (see :class:`ConnectivityMetrics`)."""
@@ -321,10 +327,7 @@ class UniversalConnectivityManager(Service):
         dropped.update(self._dropped_by_services)
         if self._stream_guard is not None:
             dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
-        for name, prefix in _SERVICES:
-            service = getattr(self, name)
-            if service is not None:
-                dropped.update({f"{prefix}_{k}": v for k, v in service.dropped.items()})
+        dropped.update(self._services_dropped())
         active, relayed = self.connections.active(), self.connections.relayed()
         return ConnectivityMetrics(
             total_peers_discovered=self.peers.discovered_total,

@@ -192,6 +192,11 @@ class AddressBook:
                 out.append(ip)
         return out
 
+    def _direct(self) -> list[str]:
+        """Listen addresses, then the confirmed observed ones (each once)."""
+        direct = self.listen_addrs()
+        return direct + [a for a in self.confirmed_observed() if a not in direct]
+
     # ----------------------------------------------------------------- advertising
     def _our_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         now = time.monotonic()
@@ -224,15 +229,11 @@ class AddressBook:
             if for_remote is not None
             else (list(self.audience()) if self.audience is not None else [])
         )
-        direct = [*self.listen_addrs()]
-        direct += [a for a in self.confirmed_observed() if a not in direct]
-        return rank_scopes([a for a in direct if self._suits(a, remotes)])
+        return rank_scopes([a for a in self._direct() if self._suits(a, remotes)])
 
     def own_addrs(self) -> list[str]:
         """Every direct address of this node, public first (``Node.addrs``)."""
-        direct = self.listen_addrs()
-        direct += [a for a in self.confirmed_observed() if a not in direct]
-        return rank_scopes(direct)
+        return rank_scopes(self._direct())
 
     def rows(self) -> list[AddressInfo]:
         """Every address of this node: one row each (``node.addresses()``)."""

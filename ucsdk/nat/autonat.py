@@ -212,7 +212,6 @@ class AutoNAT(Service):
         self._dialer: IHost | None = None
         self._dialer_ready: trio.Event | None = None
         self._dialer_started = False
-        self._nursery: trio.Nursery | None = None
         self._dial_slots: trio.CapacityLimiter | None = None
         self._wake: trio.Event | None = None
 
@@ -225,7 +224,6 @@ class AutoNAT(Service):
             self.host.set_stream_handler(AUTONAT_PROTOCOL, self._handle)
 
     async def _run(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
         nursery.start_soon(self._probe_loop)
 
     async def _on_stop(self) -> None:
@@ -325,10 +323,9 @@ class AutoNAT(Service):
         self, peer: ID, candidates: list[multiaddr.Multiaddr]
     ) -> tuple[bool, str, multiaddr.Multiaddr | None]:
         assert self._dialer_ready is not None and self._dial_slots is not None
-        if not self._dialer_started and self._nursery is not None:
+        if not self._dialer_started:
             # The dial-back host starts with the first request a server has to serve.
-            self._dialer_started = True
-            self._nursery.start_soon(self._run_dialer)
+            self._dialer_started = self.spawn(self._run_dialer)
         with trio.move_on_after(10):
             await self._dialer_ready.wait()
         dialer = self._dialer

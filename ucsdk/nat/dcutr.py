@@ -259,16 +259,11 @@ class DCUtR(Service):
         self.results: collections.deque[HolePunchResult] = collections.deque(maxlen=max_results)
         self.dropped: collections.Counter[str] = collections.Counter()
         self._active: set[str] = set()
-        self._nursery: trio.Nursery | None = None
 
     async def _on_start(self) -> None:
         self.host.set_stream_handler(DCUTR_PROTOCOL, self._handle)
 
-    async def _run(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-
     async def _on_stop(self) -> None:
-        self._nursery = None
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(DCUTR_PROTOCOL)
 
@@ -334,8 +329,7 @@ class DCUtR(Service):
             await close_quietly(conn, 3)
 
     def _after_success(self, peer: ID) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(self._close_relayed_later, peer)
+        self.spawn(self._close_relayed_later, peer)
 
     async def _send(self, stream: INetStream, kind: int, addrs: Sequence[str] = ()) -> None:
         message = HolePunch(type=kind)

@@ -258,19 +258,16 @@ class CircuitRelayServer(_RelayService):
         self.stats: collections.Counter[str] = collections.Counter()
         self.dropped: collections.Counter[str] = collections.Counter()
         self._ids = 0
-        self._nursery: trio.Nursery | None = None
 
     async def _on_start(self) -> None:
         self.host.set_stream_handler(HOP_PROTOCOL, self._handle_hop)
 
     async def _run(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
         while True:
             await trio.sleep(10)
             self._expire()
 
     async def _on_stop(self) -> None:
-        self._nursery = None
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(HOP_PROTOCOL)
 
@@ -413,10 +410,7 @@ class CircuitRelayServer(_RelayService):
         circuit = Circuit(src, dst, utcnow())
         self.circuits[self._ids] = circuit
         self._event("circuit_opened", src, f"to {dst}")
-        if self._nursery is None:
-            return False
-        self._nursery.start_soon(self._bridge, self._ids, stream, stop)
-        return True
+        return self.spawn(self._bridge, self._ids, stream, stop)
 
     async def _bridge(self, circuit_id: int, src: INetStream, dst: INetStream) -> None:
         circuit = self.circuits[circuit_id]
@@ -525,7 +519,6 @@ class CircuitRelayClient(_RelayService):
         self.reservations: dict[str, Reservation] = {}
         self.stats: collections.Counter[str] = collections.Counter()
         self.dropped: collections.Counter[str] = collections.Counter()
-        self._nursery: trio.Nursery | None = None
         self._changed: trio.Event | None = None
 
     async def _on_start(self) -> None:
@@ -534,7 +527,6 @@ class CircuitRelayClient(_RelayService):
         self.host.set_stream_handler(STOP_PROTOCOL, self._handle_stop)
 
     async def _run(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
         refreshing: set[str] = set()
 
         async def refresh(relay: str) -> None:
@@ -563,7 +555,6 @@ class CircuitRelayClient(_RelayService):
                     nursery.start_soon(refresh, relay)
 
     async def _on_stop(self) -> None:
-        self._nursery = None
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(STOP_PROTOCOL)
         self.reservations.clear()
