@@ -30,6 +30,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.pubsub_notifee import PubsubNotifee
+from libp2p.pubsub.validators import signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
 
@@ -46,7 +47,40 @@ MAX_ANNOUNCEMENT_SIZE = 4096
 """Bytes; a larger announcement is dropped (ours are a few hundred bytes)."""
 MAX_ADDR_SIZE = 256
 
-DROP_REASONS = ("malformed", "oversized", "key_mismatch", "bad_address", "unsigned")
+DROP_REASONS = (
+    "malformed",
+    "oversized",
+    "key_mismatch",
+    "bad_address",
+    "unsigned",
+    "bad_signature",
+)
+
+
+class CheckedPubsub(Pubsub):
+    """py-libp2p's Pubsub, whose signature check cannot be made to crash it.
+
+    py-libp2p checks a message's signature in the task that reads the sender's stream, and
+    a ``key`` field that is not a serialized public key raises there: the whole Pubsub
+    service ends. Any peer could stop a node's pubsub that way, once per restart. Here the
+    check runs first, inside ``try``; a message that fails it (or makes it raise) is
+    dropped and reported to ``on_reject`` before py-libp2p sees it.
+    """
+
+    def __init__(self, *args: Any, on_reject: Callable[[str], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_reject = on_reject
+
+    async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
+        if self.strict_signing:
+            try:
+                signed = bool(signature_validator(msg))
+            except Exception:
+                signed = False
+            if not signed:
+                self._on_reject("bad_signature")
+                return
+        await super().push_msg(msg_forwarder, msg)
 
 
 def build_gossipsub(heartbeat_interval: int = 1) -> GossipSub:
@@ -194,7 +228,9 @@ class PubsubPeerDiscovery(DiscoveryService):
         if self._owns_pubsub:
             router = build_gossipsub()
             network: Any = self.host.get_network()
-            self.pubsub = Pubsub(self.host, router, strict_signing=True)
+            self.pubsub = CheckedPubsub(
+                self.host, router, strict_signing=True, on_reject=self._count_rejected
+            )
             # Its seen-message cache runs a sweeper thread per Pubsub; swap in the same
             # cache swept inline, so nodes add no threads (one runtime thread for all).
             original = self.pubsub.seen_messages
@@ -238,6 +274,9 @@ class PubsubPeerDiscovery(DiscoveryService):
                     pubsub.remove_topic_validator(topic)
                     if not self._owns_pubsub:
                         await _quiet(pubsub.unsubscribe(topic))
+
+    def _count_rejected(self, reason: str) -> None:
+        self.dropped[reason] += 1
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         """Check, and take in, an announcement before pubsub delivers or forwards it.
