@@ -66,6 +66,10 @@ def test_ranking_follows_go_libp2ps_dial_ranker() -> None:
     # A NATed peer: private addresses and a circuit. Nothing to wait for.
     nated = dict(rank_addrs([lan_tcp, circuit], tcp_delay=0.25, relay_delay=0.5))
     assert nated == {lan_tcp: 0.0, circuit: 0.0}
+    # Circuits through a relay over QUIC go first; over TCP they wait like TCP does.
+    quic_circuit = circuit.replace("/tcp/1/", "/udp/1/quic-v1/")
+    both = dict(rank_addrs([circuit, quic_circuit], tcp_delay=0.25, relay_delay=0.5))
+    assert both == {quic_circuit: 0.0, circuit: 0.25}
 
 
 def test_a_hanging_address_does_not_hold_up_a_good_one(silent_listener: str) -> None:

@@ -78,7 +78,15 @@ def rank_addrs(
         plan += [(a, 0.0) for a in quic]
         plan += [(a, later if quic else 0.0) for a in group if transport_of(a) != "quic"]
     has_public = any(scope_of(a) == "public" for a in direct)
-    plan += [(a, relay_delay if has_public else 0.0) for a in addrs if "/p2p-circuit" in a]
+    # Circuits as go-libp2p ranks them: through a relay over QUIC first, over TCP after
+    # ``tcp_delay``. Two circuits dialled at once both get made, and the second only adds a
+    # connection the peer has to tear down (and may pick for its DCUtR stream).
+    base = relay_delay if has_public else 0.0
+    circuits = [a for a in addrs if "/p2p-circuit" in a]
+    quic_circuits = [a for a in circuits if transport_of(a.split("/p2p-circuit")[0]) == "quic"]
+    plan += [(a, base) for a in quic_circuits]
+    later = base + (tcp_delay if quic_circuits else 0.0)
+    plan += [(a, later) for a in circuits if a not in quic_circuits]
     return sorted(plan, key=lambda item: item[1])
 
 
