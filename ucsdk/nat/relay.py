@@ -1,6 +1,6 @@
 """Circuit Relay v2: reservations, relayed connections, limits (libp2p specs, circuit-v2).
 
-The module is ~800 lines: both sides of one protocol (server and client), their shared
+The module is ~900 lines: both sides of one protocol (server and client), their shared
 message handling and the voucher (a signed envelope), which change together.
 
 A peer behind NAT reserves a slot on a public relay (``hop`` protocol, ``RESERVE``) and then
@@ -791,8 +791,8 @@ class CircuitRelayClient(_RelayService):
             return
         secured = getattr(muxed, "peer_id", None)
         if secured != source:
-            # The relay named one peer and the Noise handshake proved another: a relay
-            # lying about who is calling. go-libp2p's relay transport refuses it too.
+            # The relay named one peer (the spec's STOP CONNECT ``peer``: the initiator)
+            # and the Noise handshake proved another: the relay lies about who calls.
             self.dropped["peer_mismatch"] += 1
             self._event(
                 "relayed_in_refused",
