@@ -51,13 +51,14 @@ async def _hop(host: Any, relay: ID, message: Any) -> Any:
     return stream, reply
 
 
-async def _wait_end(stream: Any, limit: float) -> tuple[str, float]:
-    """Read until the stream ends; ``("eof" | "reset" | "open", seconds)``."""
+async def _wait_end(stream: Any, limit: float, seen: dict[str, Any]) -> tuple[str, float]:
+    """Read until the stream ends, counting bytes in ``seen["bytes"]``;
+    ``("eof" | "reset" | "open", seconds)``."""
     start = time.monotonic()
     with trio.move_on_after(limit):
         try:
-            while await stream.read(4096):
-                pass
+            while data := await stream.read(65536):
+                seen["bytes"] += len(data)
             return "eof", time.monotonic() - start
         except Exception:
             return "reset", time.monotonic() - start
@@ -87,7 +88,7 @@ async def stop_handler(host: Any, args: dict[str, Any]) -> bool:
     mode, watch = args["mode"], float(args.get("watch", 20))
 
     async def handler(stream: Any) -> None:
-        seen: dict[str, Any] = {"mode": mode, "ended": "open", "after": None}
+        seen: dict[str, Any] = {"mode": mode, "ended": "open", "after": None, "bytes": 0}
         STOP_SEEN.append(seen)
         try:
             with trio.fail_after(10):
@@ -101,7 +102,7 @@ async def stop_handler(host: Any, args: dict[str, Any]) -> bool:
             else:
                 reply = StopMessage(type=STOP_STATUS, status=OK)
                 await write_delimited(stream, reply.SerializeToString())
-            seen["ended"], seen["after"] = await _wait_end(stream, watch)
+            seen["ended"], seen["after"] = await _wait_end(stream, watch, seen)
         except Exception as exc:
             seen["ended"] = f"error {type(exc).__name__}"
 
@@ -119,7 +120,8 @@ async def stop_seen(host: Any, args: dict[str, Any]) -> list[dict[str, Any]]:
 async def hop_connect(host: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Ask ``args["relay"]`` for a circuit to ``args["target"]``; ``args["then"]``:
     ``"hold"`` keeps the stream open (in ``HELD``), ``"disconnect"`` drops the whole
-    connection to the relay, ``"reset"`` resets the circuit stream."""
+    connection to the relay, ``"reset"`` resets the circuit stream, ``"send"`` writes
+    ``args["bytes"]`` bytes into it (answering how many the relay took) and holds it."""
     relay = ID.from_base58(args["relay"])
     request = HopMessage(type=CONNECT)
     request.peer.id = ID.from_base58(args["target"]).to_bytes()
@@ -130,6 +132,17 @@ async def hop_connect(host: Any, args: dict[str, Any]) -> dict[str, Any]:
             await host.disconnect(relay)
         elif then == "reset":
             await stream.reset()
+        elif then == "send":
+            HELD.append(stream)
+            sent, chunk = 0, b"\x00" * 16384
+            with trio.move_on_after(10):
+                try:
+                    while sent < int(args["bytes"]):
+                        await stream.write(chunk)
+                        sent += len(chunk)
+                except Exception:
+                    pass
+            return {"status": int(reply.status), "sent": sent}
         else:
             HELD.append(stream)
     return {"status": int(reply.status)}

@@ -202,3 +202,30 @@ def test_a_relayed_peer_that_is_not_who_the_relay_announced_is_refused() -> None
             assert wait_for(no_relayed, 5)
     finally:
         node.stop()
+
+
+def test_a_circuit_over_its_data_limit_is_closed() -> None:
+    """The source pushes 256 KiB into a circuit limited to 64 KiB each way: the target gets
+    at most 64 KiB, both ends are reset and the circuit is removed."""
+    node = ucsdk.Node.development(
+        enable_mdns=False,
+        enable_relay_server=True,
+        enable_autonat=False,
+        enable_dht_discovery=False,
+        enable_pubsub_discovery=False,
+        relay_limit_data=65536,
+    )
+    try:
+        with Attacker() as target, Attacker() as source:
+            _target(target, node, "accept", watch=30)
+            source.run("connect", addr=tcp_addr(node))
+            answer = source.run(
+                "hop_connect", relay=node.peer_id, target=target.peer_id, then="send", bytes=262144
+            )
+            assert answer["status"] == OK
+            assert wait_for(lambda: circuits(node) == 0, 10)
+            seen = wait_for(lambda: [s for s in target.run("stop_seen") if s["ended"] != "open"], 5)
+            assert seen and seen[0]["ended"] == "reset"
+            assert 0 < seen[0]["bytes"] <= 65536
+    finally:
+        node.stop()
