@@ -229,3 +229,14 @@ def test_a_circuit_over_its_data_limit_is_closed() -> None:
             assert 0 < seen[0]["bytes"] <= 65536
     finally:
         node.stop()
+
+
+def test_relay_allow_unknown_ip_is_validated() -> None:
+    """The knob that widens the rule is a plain bool, checked when the config is made."""
+    from ucsdk.config import ConnectivityConfig
+    from ucsdk.errors import ConfigError
+
+    assert ConnectivityConfig().relay_allow_unknown_ip is False
+    assert ConnectivityConfig(relay_allow_unknown_ip=True).relay_allow_unknown_ip is True
+    with pytest.raises(ConfigError, match="relay_allow_unknown_ip"):
+        ConnectivityConfig(relay_allow_unknown_ip="yes")  # type: ignore[arg-type]
