@@ -124,6 +124,9 @@ class ConnectivityConfig:
     relay_auto_reserve: bool = True
     relay_limit_duration: int = 120
     relay_limit_data: int = 1048576
+    # A relay server refuses a reservation from a peer whose IP it cannot learn (its
+    # per-IP limit could not hold); True lets such peers reserve, sharing one IP's budget.
+    relay_allow_unknown_ip: bool = False
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
@@ -288,6 +291,7 @@ class ConnectivityConfig:
             "dht_random_walk",
             "autonat_server",
             "relay_auto_reserve",
+            "relay_allow_unknown_ip",
             "advertise_all_addrs",
         ):
             if not isinstance(getattr(self, name), bool):

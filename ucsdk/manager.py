@@ -228,6 +228,7 @@ class UniversalConnectivityManager(Service):
                 max_circuits=cfg.max_relay_circuits,
                 limit_duration=cfg.relay_limit_duration,
                 limit_data=cfg.relay_limit_data,
+                allow_unknown_ip=cfg.relay_allow_unknown_ip,
                 on_event=self.nat.relay_event,
             )
             await supervisor.start("relay_server", server)

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 
 import multiaddr
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.identity.identify.identify import (
     AGENT_VERSION,
@@ -46,24 +47,36 @@ from libp2p.identity.identify.identify import (
     identify_handler_for,
 )
 from libp2p.identity.identify.pb.identify_pb2 import Identify
+from libp2p.identity.identify_push.identify_push import (
+    ID_PUSH as IDENTIFY_PUSH_PROTOCOL,
+)
+from libp2p.identity.identify_push.identify_push import (
+    identify_push_handler_for,
+)
+from libp2p.identity.update import update_peerstore_from_identify
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
 from ucsdk._service import Service
-from ucsdk._wire import write_delimited
+from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.connectivity.addressbook import AddressBook
 from ucsdk.connectivity.connections import ConnectionTracker, OpenConnection
 from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.nat._conn import close_quietly, connection_of
 from ucsdk.peers import PeerRecord
-from ucsdk.protocols import IDENTIFY_PROTOCOL, query_identify
+from ucsdk.protocols import IDENTIFY_MAX_SIZE, IDENTIFY_PROTOCOL, query_identify
 
 logger = logging.getLogger("UniversalConnectivity")
 
 IDENTIFY_TIMEOUT = 5.0
 MAX_LISTEN_ADDRS = 64
 MAX_PROTOCOLS = 256
+MAX_PROTOCOL_LENGTH = 128
+"""Longer protocol ids are dropped (cut short, one would name another protocol)."""
+MAX_STRING = 256
+"""Agent and protocol version strings are cut to this many characters."""
+PEERSTORE_TTL = 7200
 
 IdentifiedListener = Callable[[ID, PeerRecord], "Awaitable[None] | None"]
 
@@ -91,12 +104,14 @@ class IdentifyService(Service):
 
     async def _on_start(self) -> None:
         self.host.set_stream_handler(IDENTIFY_PROTOCOL, self._answer)
+        self.host.set_stream_handler(IDENTIFY_PUSH_PROTOCOL, self._on_push)
         self._connections.listeners.append(self._on_connection)
 
     async def _on_stop(self) -> None:
         if self._on_connection in self._connections.listeners:
             self._connections.listeners.remove(self._on_connection)
         self.host.set_stream_handler(IDENTIFY_PROTOCOL, identify_handler_for(self.host, True))
+        self.host.set_stream_handler(IDENTIFY_PUSH_PROTOCOL, identify_push_handler_for(self.host))
 
     def _on_connection(self, conn: INetConn, known: OpenConnection) -> None:
         self.spawn(self.identify, conn.muxed_conn.peer_id)
@@ -125,6 +140,16 @@ class IdentifyService(Service):
                 with trio.fail_after(IDENTIFY_TIMEOUT):
                     message = await query_identify(self.host, peer_id)
                 break
+            except (FramingError, DecodeError) as exc:
+                if isinstance(exc, DecodeError) or "exceeds the limit" in str(exc):
+                    # Oversize or no Identify message: the peer's doing, not worth a retry.
+                    self._recorder.count_invalid("identify_malformed", peer_id.to_base58())
+                    logger.debug("identify answer of %s is malformed: %s", peer_id, exc)
+                    return
+                logger.debug("identify of %s was cut short (attempt %d): %s", peer_id, attempt, exc)
+                await trio.sleep(0.3)
+                if not self.host.get_network().connections.get(peer_id):
+                    return
             except Exception as exc:
                 logger.debug("identify of %s failed (attempt %d): %s", peer_id, attempt, exc)
                 await trio.sleep(0.3)
@@ -142,8 +167,9 @@ class IdentifyService(Service):
             return
         if record.pending:
             self._peers.confirm(record, "identified")
-        record.agent_version = message.agent_version[:256] or None
-        record.protocols = tuple(sorted(str(p)[:256] for p in message.protocols))[:MAX_PROTOCOLS]
+        message = self._bounded(message, record.peer_id)
+        record.agent_version = message.agent_version or None
+        record.protocols = tuple(sorted(str(p) for p in message.protocols))
         listen: list[str] = []
         for raw in list(message.listen_addrs)[:MAX_LISTEN_ADDRS]:
             try:
@@ -151,6 +177,7 @@ class IdentifyService(Service):
             except Exception:
                 self._recorder.count_invalid("identify_bad_address", str(peer_id))
         record.add_addrs(listen, None)
+        self._trim_peerstore(peer_id, record.protocols, listen)
         if message.HasField("observed_addr") and message.observed_addr:
             try:
                 observed = str(multiaddr.Multiaddr(message.observed_addr))
@@ -166,6 +193,69 @@ class IdentifyService(Service):
             result = listener(peer_id, record)
             if inspect.isawaitable(result):
                 await result
+
+    def _bounded(self, message: Identify, peer: str) -> Identify:
+        """``message`` within bounds: strings cut to ``MAX_STRING``, protocol ids over
+        ``MAX_PROTOCOL_LENGTH`` dropped, at most ``MAX_PROTOCOLS`` protocols and
+        ``MAX_LISTEN_ADDRS`` addresses; each cut is counted."""
+        if len(message.agent_version) > MAX_STRING:
+            self._recorder.count_invalid("identify_long_agent", peer)
+        if len(message.protocol_version) > MAX_STRING:
+            self._recorder.count_invalid("identify_long_protocol_version", peer)
+        protocols = [p for p in message.protocols if len(p) <= MAX_PROTOCOL_LENGTH]
+        if len(protocols) < len(message.protocols):
+            self._recorder.count_invalid("identify_long_protocol", peer)
+        if len(protocols) > MAX_PROTOCOLS:
+            self._recorder.count_invalid("identify_too_many_protocols", peer)
+        if len(message.listen_addrs) > MAX_LISTEN_ADDRS:
+            self._recorder.count_invalid("identify_too_many_addrs", peer)
+        clean = Identify()
+        clean.CopyFrom(message)
+        if clean.HasField("agent_version"):
+            clean.agent_version = message.agent_version[:MAX_STRING]
+        if clean.HasField("protocol_version"):
+            clean.protocol_version = message.protocol_version[:MAX_STRING]
+        del clean.protocols[:]
+        clean.protocols.extend(protocols[:MAX_PROTOCOLS])
+        del clean.listen_addrs[:]
+        clean.listen_addrs.extend(list(message.listen_addrs)[:MAX_LISTEN_ADDRS])
+        return clean
+
+    async def _on_push(self, stream: INetStream) -> None:
+        """Identify push (``/ipfs/id/push/1.0.0``): py-libp2p's handler, within bounds."""
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            with trio.fail_after(IDENTIFY_TIMEOUT):
+                data = await read_delimited(stream, IDENTIFY_MAX_SIZE)
+            message = Identify.FromString(data)
+        except Exception as exc:
+            self._recorder.count_invalid("identify_push_malformed", peer_id.to_base58())
+            logger.debug("identify push from %s refused: %s", peer_id, exc)
+            await close_quietly(stream, reset=True)
+            return
+        clean = self._bounded(message, peer_id.to_base58())
+        try:
+            await update_peerstore_from_identify(self.host.get_peerstore(), peer_id, clean)
+        except Exception as exc:
+            logger.debug("identify push from %s not taken in: %s", peer_id, exc)
+        self._trim_peerstore(peer_id, tuple(clean.protocols), [])
+        await close_quietly(stream)
+
+    def _trim_peerstore(self, peer_id: ID, protocols: tuple[str, ...], listen: list[str]) -> None:
+        """Hold py-libp2p's peerstore to the same bounds: its own identify stores every
+        protocol (any length) and up to 1000 addresses a peer lists."""
+        store = self.host.get_peerstore()
+        try:
+            if len(store.get_protocols(peer_id)) > len(protocols):
+                store.clear_protocol_data(peer_id)
+                store.add_protocols(peer_id, list(protocols))
+            addrs = store.addrs(peer_id)
+            if len(addrs) > MAX_LISTEN_ADDRS:
+                keep = [multiaddr.Multiaddr(a) for a in listen] or addrs[:MAX_LISTEN_ADDRS]
+                store.clear_addrs(peer_id)
+                store.add_addrs(peer_id, keep[:MAX_LISTEN_ADDRS], PEERSTORE_TTL)
+        except Exception as exc:  # a peer the peerstore no longer holds
+            logger.debug("trimming the peerstore entry of %s failed: %s", peer_id, exc)
 
     # ----------------------------------------------------------------- answering
     async def _answer(self, stream: INetStream) -> None:

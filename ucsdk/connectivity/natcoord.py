@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,9 @@ from ucsdk.peers import PeerRecord
 logger = logging.getLogger("UniversalConnectivity")
 
 MAX_RELAYS_SEEN = 64
+RELAY_SEEN_MAX_AGE = 600.0
+"""Seconds a relay is remembered after it was last seen connected."""
+RELAY_PRUNE_INTERVAL = 30.0
 MAX_HOLE_PUNCHES_KEPT = 1000
 IDENTIFY_WAIT = 3.0
 STALE_DIRECT_WAIT = 2.0
@@ -63,7 +67,8 @@ class NatCoordinator(Service):
         self.is_identified: Callable[[str], bool] = lambda peer: False
         self.has_direct: Callable[[str], bool] = lambda peer: False
         self.nat_status = "unknown"
-        self._relays_seen: OrderedDict[str, None] = OrderedDict()
+        self._relays_seen: OrderedDict[str, float] = OrderedDict()
+        """Relays by when they were last seen connected (``time.monotonic()``)."""
         self._hole_punches: deque[HolePunchResult] = deque(maxlen=MAX_HOLE_PUNCHES_KEPT)
         self.dcutr_attempts = 0
         self.dcutr_successes = 0
@@ -72,18 +77,45 @@ class NatCoordinator(Service):
     async def _run(self, nursery: trio.Nursery) -> None:
         self._reserving = False
         self.schedule_reservations()
+        while True:
+            await trio.sleep(RELAY_PRUNE_INTERVAL)
+            self.prune_relays()
 
     # ---------------------------------------------------------------- listeners
     def on_identified(self, peer_id: ID, record: PeerRecord) -> None:
         """Identify told us a peer's protocols: AutoNAT servers and relays matter here."""
         if self.autonat is not None and str(AUTONAT_PROTOCOL) in record.protocols:
             self.autonat.poke()
-        if str(HOP_PROTOCOL) in record.protocols:
-            self._relays_seen[record.peer_id] = None
-            self._relays_seen.move_to_end(record.peer_id)
-            while len(self._relays_seen) > MAX_RELAYS_SEEN:
-                self._relays_seen.popitem(last=False)
+        if str(HOP_PROTOCOL) in record.protocols and self._note_relay(record.peer_id):
             self.schedule_reservations()
+
+    def _note_relay(self, peer: str) -> bool:
+        """Remember a relay, within ``MAX_RELAYS_SEEN``; False if there was no room.
+
+        Identities are free: a flood of "relays" must not push out the ones we use. When
+        the set is full, one not connected (the longest known) makes room; if every one is
+        connected, the newcomer is not kept (and counted).
+        """
+        now = time.monotonic()
+        self.prune_relays(now)
+        if peer not in self._relays_seen and len(self._relays_seen) >= MAX_RELAYS_SEEN:
+            gone = next((r for r in self._relays_seen if not self.is_connected(r)), None)
+            if gone is None:
+                self._recorder.count_invalid("relays_seen_full", peer)
+                return False
+            del self._relays_seen[gone]
+        self._relays_seen[peer] = now
+        self._relays_seen.move_to_end(peer)
+        return True
+
+    def prune_relays(self, now: float | None = None) -> None:
+        """Forget relays not connected for ``RELAY_SEEN_MAX_AGE`` seconds."""
+        now = time.monotonic() if now is None else now
+        for relay, seen in list(self._relays_seen.items()):
+            if self.is_connected(relay):
+                self._relays_seen[relay] = now
+            elif now - seen > RELAY_SEEN_MAX_AGE:
+                del self._relays_seen[relay]
 
     def on_connection(self, conn: INetConn, known: OpenConnection) -> None:
         """A relayed inbound connection: we are DCUtR's ``B`` and drive the upgrade."""

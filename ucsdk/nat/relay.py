@@ -1,6 +1,6 @@
 """Circuit Relay v2: reservations, relayed connections, limits (libp2p specs, circuit-v2).
 
-The module is ~800 lines: both sides of one protocol (server and client), their shared
+The module is ~900 lines: both sides of one protocol (server and client), their shared
 message handling and the voucher (a signed envelope), which change together.
 
 A peer behind NAT reserves a slot on a public relay (``hop`` protocol, ``RESERVE``) and then
@@ -58,6 +58,10 @@ HOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/hop")
 STOP_PROTOCOL = TProtocol("/libp2p/circuit/relay/0.2.0/stop")
 MAX_MESSAGE = 4096
 MESSAGE_TIMEOUT = 10.0
+UNKNOWN_IP = "unknown"
+"""The per-IP group of peers whose IP the relay cannot learn (when they are allowed)."""
+CIRCUIT_WATCH_INTERVAL = 0.5
+"""Seconds between checks that both sides of a circuit are still connected."""
 MAX_RESERVATION_TTL = 365 * 24 * 3600
 """Seconds; a reservation that ends later than this (or has ended) is a malformed reply."""
 
@@ -218,8 +222,12 @@ class CircuitRelayServer(_RelayService):
     ``max_circuits`` open circuits at most (16 per peer); ``max_reservations`` slots (one per
     peer: a new request refreshes it; ``max_reservations_per_ip`` per IP), each valid for
     ``reservation_ttl`` seconds while the peer stays connected. Each circuit may last
-    ``limit_duration`` seconds and carry ``limit_data`` bytes each way; then it is closed.
-    ``stats`` counts outcomes; ``dropped`` counts bad requests by kind.
+    ``limit_duration`` seconds and carry ``limit_data`` bytes each way; then it is closed,
+    and it is closed as soon as either side resets or disconnects. A peer whose IP the
+    relay cannot learn (py-libp2p reports none for WebSocket connections) is refused a
+    reservation, since the per-IP limit cannot hold for it, unless ``allow_unknown_ip``:
+    then all such peers share one per-IP budget. ``stats`` counts outcomes; ``dropped``
+    counts refused and bad requests by kind.
     """
 
     def __init__(
@@ -233,6 +241,7 @@ class CircuitRelayServer(_RelayService):
         reservation_ttl: int = 3600,
         limit_duration: int = 120,
         limit_data: int = 1 << 20,
+        allow_unknown_ip: bool = False,
         on_event: Callable[[str, str | None, str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -251,6 +260,7 @@ class CircuitRelayServer(_RelayService):
         self.reservation_ttl = reservation_ttl
         self.limit_duration = limit_duration
         self.limit_data = limit_data
+        self.allow_unknown_ip = allow_unknown_ip
         self.on_event = on_event
         self.reservations: dict[str, ServedReservation] = {}
         self.circuits: dict[int, Circuit] = {}
@@ -337,15 +347,25 @@ class CircuitRelayServer(_RelayService):
             await self._respond(stream, PERMISSION_DENIED)
             return
         self._expire()
-        ip = ip_of(remote_address(conn))
+        ip = ip_of(remote_address(conn)) or socket_ip(conn)
+        if ip is None:
+            if not self.allow_unknown_ip:
+                # The per-IP limit cannot hold for a peer whose IP we cannot see.
+                self.dropped["unknown_ip"] += 1
+                self._event("reservation_refused", peer, "its IP address is unknown")
+                await self._respond(stream, RESERVATION_REFUSED)
+                return
+            ip = UNKNOWN_IP  # all such peers share one per-IP budget
         renewing = peer in self.reservations
         if not renewing:
             if len(self.reservations) >= self.max_reservations:
+                self.dropped["reservations_full"] += 1
                 self._event("reservation_refused", peer, "relay full")
                 await self._respond(stream, RESERVATION_REFUSED)
                 return
-            same_ip = sum(1 for r in self.reservations.values() if ip and r.ip == ip)
+            same_ip = sum(1 for r in self.reservations.values() if r.ip == ip)
             if same_ip >= self.max_reservations_per_ip:
+                self.dropped["per_ip_limit"] += 1
                 self._event("reservation_refused", peer, f"too many from {ip}")
                 await self._respond(stream, RESERVATION_REFUSED)
                 return
@@ -388,6 +408,7 @@ class CircuitRelayServer(_RelayService):
         if not self._connected(dst):
             await self._respond(stream, NO_RESERVATION)
             return False
+        stop: INetStream | None = None
         try:
             with trio.fail_after(MESSAGE_TIMEOUT):
                 stop = await self.host.new_stream(dst_id, [STOP_PROTOCOL])
@@ -396,21 +417,36 @@ class CircuitRelayServer(_RelayService):
             with trio.fail_after(MESSAGE_TIMEOUT):
                 await write_delimited(stop, request.SerializeToString())
             answer = await _read(stop, StopMessage)
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever went wrong (a reset, garbage, no answer, our own stop), the STOP
+            # stream is the relay's to end: reset it, or it stays open on the target's
+            # connection for as long as that lasts.
+            if stop is not None:
+                await close_quietly(stop, reset=True)
+            if not isinstance(exc, Exception):
+                raise
+            self.dropped["stop_failed"] += 1
             self._event("circuit_failed", src, f"to {dst}: {type(exc).__name__} {exc}")
             await self._respond(stream, CONNECTION_FAILED)
             return False
         if answer.type != STOP_STATUS or answer.status != OK:
             await close_quietly(stop, reset=True)
+            self.dropped["stop_refused"] += 1
             self._event("circuit_failed", src, f"{dst} answered {status_name(answer.status)}")
             await self._respond(stream, CONNECTION_FAILED)
             return False
         await self._respond(stream, OK, limit=self._limit())
         self._ids += 1
-        circuit = Circuit(src, dst, utcnow())
-        self.circuits[self._ids] = circuit
+        circuit_id = self._ids
+        self.circuits[circuit_id] = Circuit(src, dst, utcnow())
+        if not self.spawn(self._bridge, circuit_id, stream, stop):
+            # The service is stopping: no bridge would ever end this circuit.
+            self.circuits.pop(circuit_id, None)
+            await close_quietly(stop, reset=True)
+            await close_quietly(stream, reset=True)
+            return False
         self._event("circuit_opened", src, f"to {dst}")
-        return self.spawn(self._bridge, self._ids, stream, stop)
+        return True
 
     async def _bridge(self, circuit_id: int, src: INetStream, dst: INetStream) -> None:
         circuit = self.circuits[circuit_id]
@@ -421,9 +457,13 @@ class CircuitRelayServer(_RelayService):
             while True:
                 try:
                     data = await reader.read(4096)
-                except Exception:
-                    data = b""
+                except Exception as exc:
+                    # A reset (or a dead connection) on one side ends both directions,
+                    # as go-libp2p's relay resets both streams on a copy error.
+                    reason = f"{'source' if to_dst else 'target'} ended: {type(exc).__name__}"
+                    raise _LimitReached from None
                 if not data:
+                    # A clean half-close: pass it on, the other direction may go on.
                     with contextlib.suppress(Exception):
                         await writer.close()
                     return
@@ -437,11 +477,24 @@ class CircuitRelayServer(_RelayService):
                 else:
                     circuit.bytes_to_src += len(data)
 
+        async def watch() -> None:
+            # A side whose connection has gone cannot send an EOF: end the circuit.
+            nonlocal reason
+            while True:
+                await trio.sleep(CIRCUIT_WATCH_INTERVAL)
+                for side, stream in (("source", src), ("target", dst)):
+                    if _conn_closed(stream):
+                        reason = f"{side} disconnected"
+                        raise _LimitReached
+
         try:
             with trio.move_on_after(self.limit_duration) as timer:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(pump, src, dst, True)
-                    nursery.start_soon(pump, dst, src, False)
+                    nursery.start_soon(watch)
+                    async with trio.open_nursery() as pumps:
+                        pumps.start_soon(pump, src, dst, True)
+                        pumps.start_soon(pump, dst, src, False)
+                    nursery.cancel_scope.cancel()  # both directions are done: stop watching
             if timer.cancelled_caught:
                 reason = "duration limit"
         except (_LimitReached, Exception) as exc:
@@ -460,6 +513,13 @@ class CircuitRelayServer(_RelayService):
                 f"to {circuit.dst}: {reason} ({circuit.bytes_to_dst} B out, "
                 f"{circuit.bytes_to_src} B back)",
             )
+
+
+def _conn_closed(stream: INetStream) -> bool:
+    """Whether the connection a stream runs on has closed."""
+    muxed = getattr(stream, "muxed_conn", None)
+    closed = getattr(muxed, "is_closed", False)
+    return closed is True
 
 
 class _LimitReached(Exception):
@@ -729,8 +789,19 @@ class CircuitRelayClient(_RelayService):
             self._event("relayed_in_failed", source.to_base58(), f"via {relay}: {exc}")
             await close_quietly(stream, reset=True)
             return
-        if getattr(muxed, "peer_id", None) != source:
-            logger.debug("relayed peer %s is not who the relay announced", source)
+        secured = getattr(muxed, "peer_id", None)
+        if secured != source:
+            # The relay named one peer (the spec's STOP CONNECT ``peer``: the initiator)
+            # and the Noise handshake proved another: the relay lies about who calls.
+            self.dropped["peer_mismatch"] += 1
+            self._event(
+                "relayed_in_refused",
+                str(secured),
+                f"via {relay}: the relay announced {source.to_base58()}",
+            )
+            await _close_muxed(swarm, muxed)
+            await close_quietly(stream, reset=True)
+            return
         self._event("relayed_in", source.to_base58(), f"via {relay}")
 
     async def _stop_reply(self, stream: INetStream, status: int) -> None:
@@ -738,6 +809,46 @@ class CircuitRelayClient(_RelayService):
             await write_delimited(
                 stream, StopMessage(type=STOP_STATUS, status=status).SerializeToString()
             )
+
+
+_SOCKET_PATH = ("muxed_conn", "secured_conn", "conn", "stream", "_ws", "_stream", "socket")
+
+
+def socket_ip(conn: Any) -> str | None:
+    """The peer's IP from the socket under a connection, where py-libp2p reports none.
+
+    py-libp2p gives WebSocket connections no transport address; the TCP socket under the
+    trio-websocket connection knows its peer. ``None`` if there is no such socket.
+    """
+    frontier = [conn] if conn is not None else []
+    for _ in range(10):
+        found = []
+        for obj in frontier:
+            peername = getattr(obj, "getpeername", None)
+            if callable(peername):
+                with contextlib.suppress(Exception):
+                    address = peername()
+                    if isinstance(address, tuple) and address and address[0]:
+                        return str(address[0])
+            for name in _SOCKET_PATH:
+                with contextlib.suppress(Exception):
+                    child = getattr(obj, name, None)
+                    if child is not None:
+                        found.append(child)
+        if not found:
+            return None
+        frontier = found[:8]
+    return None
+
+
+async def _close_muxed(swarm: Any, muxed: Any) -> None:
+    """Close the swarm connection over ``muxed`` (or ``muxed`` itself if the swarm has none)."""
+    peer = getattr(muxed, "peer_id", None)
+    for conn in list(swarm.connections.get(peer, [])) if peer is not None else []:
+        if getattr(conn, "muxed_conn", None) is muxed:
+            await close_quietly(conn)
+            return
+    await close_quietly(muxed)
 
 
 def _any_addr(host: IHost, peer: ID) -> str:
