@@ -71,22 +71,22 @@ def test_three_servers_from_one_network_cannot_flip_the_verdict(
     try:
         reports = ask_all(node, three_liars)
         assert (reports["status"] == "OK").all()
-        assert set(reports["server_ip"]) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
-        assert set(reports["server_group"]) == {"127.0.0.0/16"}
         assert sum(liar.run("autonat_lying_server") for liar in three_liars) >= 3
         status = node.metrics().nat_status
-        events = node.events()
-        said = events[events["kind"] == "autonat_report"]["detail"]
-        if min_groups is None:
-            # Three identities, one network: no verdict, and the reports say why.
-            assert status == "unknown", reports[["server", "status", "vote"]]
-            last = reports["vote"].iloc[-1]
-            assert "public 3 server(s) in 1 group(s)" in last
-            assert "needs 3 in 2 group(s)" in last
-            assert said.str.contains("from 127.0.0.").all() and len(said) == len(reports)
-        else:
+        if min_groups is not None:
             # The control: the same liars do decide it when one group is enough.
             assert status == "public"
+            return
+        # Three identities, one network: no verdict, and the reports say why.
+        assert status == "unknown", reports
+        assert set(reports["server_ip"]) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+        assert set(reports["server_group"]) == {"127.0.0.0/16"}
+        last = reports["vote"].iloc[-1]
+        assert "public 3 server(s) in 1 group(s)" in last
+        assert "needs 3 in 2 group(s)" in last
+        events = node.events()
+        said = events[events["kind"] == "autonat_report"]["detail"]
+        assert len(said) == len(reports) and said.str.contains("from 127.0.0.").all()
     finally:
         node.stop()
 
