@@ -124,6 +124,7 @@ def test_rate_limit_per_peer() -> None:
             assert statuses[:2] == [OK, OK]
             assert statuses[2] == E_DIAL_REFUSED
             assert asking.reports[-1].status_text == "rate limited"
+            assert served.dropped == {"rate_limited": 1}  # counted (autonat_rate_limited)
             await asking.stop()
             await served.stop()
 
