@@ -133,6 +133,12 @@ def test_preset_overrides_and_unknown_preset() -> None:
         ("max_parallel_dials", 0),
         ("service_restart_backoff", (0, 30.0)),
         ("service_restart_backoff", (5.0, 1.0)),
+        ("autonat_min_groups", 0),
+        ("autonat_min_groups", 4),  # more groups than agreeing servers (3)
+        ("autonat_server_max_streams", 0),
+        ("autonat_server_max_streams_per_peer", 0),
+        ("autonat_server_read_timeout", 0),
+        ("autonat_server_read_timeout", float("inf")),
         ("service_restart_backoff", (0.5,)),
         ("service_restart_backoff", 0.5),
         ("service_max_restarts", -1),
@@ -187,6 +193,12 @@ def test_new_fields_defaults_and_bounds() -> None:
     assert config.max_parallel_dials == 8
     assert config.service_restart_backoff == (0.5, 30.0)
     assert config.service_max_restarts == 10
+    assert (config.autonat_min_agreement, config.autonat_min_groups) == (3, 2)
+    assert config.autonat_server_max_streams == 16
+    assert config.autonat_server_max_streams_per_peer == 2
+    assert config.autonat_server_read_timeout == 5.0
+    # The development preset (everything on loopback, one IP group) lowers the group rule.
+    assert ConnectivityConfig.preset("development").autonat_min_groups == 1
     edge = ConnectivityConfig(
         observed_addr_min_observers=1,
         observed_addr_min_groups=1,

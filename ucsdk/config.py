@@ -161,10 +161,17 @@ class ConnectivityConfig:
     pubsub_announce_interval: float = 10.0
     autonat_query_interval: float = 300.0
     # AutoNAT details: serve others (dial-back from a separate host), how many servers must
-    # agree before the verdict changes, and the wait before the first round.
+    # agree before the verdict changes, from how many distinct IP groups (IPv4 /16, IPv6
+    # /56; identities from one network count as one), and the wait before the first round.
     autonat_server: bool = True
     autonat_min_agreement: int = 3
+    autonat_min_groups: int = 2
     autonat_boot_delay: float = 15.0
+    # AutoNAT server limits: streams served at once in total and per peer (more are reset
+    # before a byte is read), and the seconds a request has to arrive.
+    autonat_server_max_streams: int = 16
+    autonat_server_max_streams_per_peer: int = 2
+    autonat_server_read_timeout: float = 5.0
     # Callbacks
     on_peer_discovered: Callable[..., Any] | None = None
     on_connection_established: Callable[..., Any] | None = None
@@ -259,6 +266,8 @@ class ConnectivityConfig:
                 pubsub_announce_interval=2.0,
                 autonat_query_interval=30.0,
                 autonat_boot_delay=1.0,
+                # Every server of a development setup is on loopback: one IP group.
+                autonat_min_groups=1,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
@@ -303,6 +312,7 @@ class ConnectivityConfig:
             "autonat_query_interval",
             "metrics_history_interval",
             "observed_addr_ttl",
+            "autonat_server_read_timeout",
         ):
             _positive_number(name, getattr(self, name))
         for name in ("autonat_boot_delay", "dial_tcp_delay", "dial_relay_delay"):
@@ -318,6 +328,9 @@ class ConnectivityConfig:
             ("max_discovered_peers", 1),
             ("metrics_history_size", 1),
             ("autonat_min_agreement", 1),
+            ("autonat_min_groups", 1),
+            ("autonat_server_max_streams", 1),
+            ("autonat_server_max_streams_per_peer", 1),
             ("relay_limit_duration", 1),
             ("relay_limit_data", 1),
             ("max_parallel_dials", 1),
@@ -334,6 +347,12 @@ class ConnectivityConfig:
                 self.observed_addr_min_groups,
                 "a whole number <= observed_addr_min_observers "
                 f"({self.observed_addr_min_observers})",
+            )
+        if self.autonat_min_groups > self.autonat_min_agreement:
+            raise ConfigError(
+                "autonat_min_groups",
+                self.autonat_min_groups,
+                f"a whole number <= autonat_min_agreement ({self.autonat_min_agreement})",
             )
         backoff = self.service_restart_backoff
         if (

@@ -144,6 +144,9 @@ AUTONAT_COLUMNS = (
     "ms",
     "nat_status_after",
     "confidence_after",
+    "server_ip",
+    "server_group",
+    "vote",
 )
 
 
@@ -161,6 +164,9 @@ def autonat_frame(reports: Iterable[Any]) -> pd.DataFrame:
             "ms": r.ms,
             "nat_status_after": r.nat_status_after,
             "confidence_after": r.confidence_after,
+            "server_ip": r.server_ip,
+            "server_group": r.server_group,
+            "vote": r.vote,
         }
         for r in reports
     )

@@ -134,9 +134,18 @@ class NatCoordinator(Service):
         if after == "private":
             self.schedule_reservations()
         latest = list(self.autonat.reports)[-6:] if self.autonat is not None else []
-        said = "; ".join(f"{r.server[-6:]} {r.status_name}" for r in latest if r.counts)
+        said = "; ".join(
+            f"{r.server[-6:]} {r.status_name} ({r.server_group})" for r in latest if r.counted
+        )
         self._recorder.record(
             "nat_status", None, f"{before} -> {after} (confidence {confidence}): {said}"
+        )
+
+    def on_autonat_report(self, report: Any) -> None:
+        """One AutoNAT answer: who said what from which IP group, and how it was counted."""
+        where = f" from {report.server_ip}" if report.server_ip else ""
+        self._recorder.record(
+            "autonat_report", report.server, f"{report.status_name}{where}: {report.vote}"
         )
 
     def on_hole_punch(self, result: HolePunchResult) -> None:

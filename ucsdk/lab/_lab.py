@@ -69,6 +69,9 @@ NODE_DEFAULTS: dict[str, Any] = {
     # threshold of 4 the same way); the field default asks 4 peers from 2 networks.
     "observed_addr_min_observers": 1,
     "observed_addr_min_groups": 1,
+    # Every public lab host is in 203.0.113.0/24, one IP group: AutoNAT servers there
+    # count as distinct networks only with this lowered the same way.
+    "autonat_min_groups": 1,
     "listen_addrs": [
         f"/ip4/0.0.0.0/tcp/{LIBP2P_PORT}",
         f"/ip4/0.0.0.0/udp/{LIBP2P_PORT}/quic-v1",

@@ -6,8 +6,12 @@ The client asks peers that run the service to dial it back. The server dials bac
 **fresh connection from a separate dialer host** (its own identity, so the existing
 connection can never answer for it), only to addresses whose IP is the requester's observed
 IP, never for a request that came over a relayed connection, and within rate limits per
-peer and in total. The client asks several servers, ignores refusals and internal errors,
-and changes its verdict only when ``min_agreement`` servers agree.
+peer and in total. The server caps its streams (in total and per peer) *before* reading a
+request and gives the request ``read_timeout`` seconds to arrive; what it turns away is
+counted in ``dropped``. The client asks several servers, ignores refusals and internal
+errors, and changes its verdict only when ``min_agreement`` servers from at least
+``min_groups`` distinct IP groups (IPv4 /16, IPv6 /56: :func:`ucsdk.addresses.ip_group`)
+agree, so that identities from one network, however many, cannot decide it alone.
 
 Wire format (libp2p specs, autonat-v1): uvarint-length-prefixed protobuf ``Message``;
 the client sends ``DIAL{peer{id, addrs}}``, the server answers
@@ -57,6 +61,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
+from ucsdk.addresses import ip_group
 from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import AutoNATMessage
 
@@ -96,6 +101,12 @@ class AutoNATReport:
     ms: float
     nat_status_after: str = "unknown"
     confidence_after: int = 0
+    server_ip: str | None = None
+    """The IP of the connection the server answered on (``None`` if unknown or relayed)."""
+    server_group: str | None = None
+    """That IP's group (IPv4 /16, IPv6 /56); servers in one group count as one network."""
+    vote: str = ""
+    """How this answer was counted, and why the verdict after it is what it is."""
 
     @property
     def status_name(self) -> str:
@@ -105,6 +116,11 @@ class AutoNATReport:
     def counts(self) -> bool:
         """Whether this answer is evidence (refusals and errors on the server's side are not)."""
         return self.status in (OK, E_DIAL_ERROR)
+
+    @property
+    def counted(self) -> bool:
+        """Whether this answer is a vote: evidence from a server whose IP group is known."""
+        return self.counts and self.server_group is not None
 
 
 @dataclass
@@ -126,6 +142,15 @@ class _RateLimit:
             return False
         self._times.append((now, peer))
         return True
+
+
+def _group_of(ip: str | None) -> str | None:
+    if ip is None:
+        return None
+    try:
+        return ip_group(ip)
+    except ValueError:
+        return None
 
 
 def dialable_for(
@@ -169,6 +194,7 @@ class AutoNAT(Service):
         *,
         serve: bool = True,
         min_agreement: int = 3,
+        min_groups: int = 2,
         servers_per_round: int = 4,
         boot_delay: float = 15.0,
         dial_timeout: float = 10.0,
@@ -178,9 +204,21 @@ class AutoNAT(Service):
         rate_limit_total: int = 30,
         rate_limit_window: float = 90.0,
         max_reports: int = 1000,
+        max_streams: int = 16,
+        max_streams_per_peer: int = 2,
+        read_timeout: float = 5.0,
+        on_report: Callable[[AutoNATReport], None] | None = None,
     ) -> None:
         super().__init__()
-        if query_interval <= 0 or min_agreement < 1 or servers_per_round < 1:
+        if (
+            query_interval <= 0
+            or min_agreement < 1
+            or min_groups < 1
+            or servers_per_round < 1
+            or max_streams < 1
+            or max_streams_per_peer < 1
+            or not 0 < read_timeout < float("inf")
+        ):
             from ucsdk import errors
 
             raise errors.InvalidInput(
@@ -188,26 +226,42 @@ class AutoNAT(Service):
                 {
                     "query_interval": query_interval,
                     "min_agreement": min_agreement,
+                    "min_groups": min_groups,
                     "servers_per_round": servers_per_round,
+                    "max_streams": max_streams,
+                    "max_streams_per_peer": max_streams_per_peer,
+                    "read_timeout": read_timeout,
                 },
-                "query_interval > 0, min_agreement >= 1 and servers_per_round >= 1",
+                "query_interval > 0, min_agreement, min_groups, servers_per_round, "
+                "max_streams and max_streams_per_peer >= 1, 0 < read_timeout < inf",
             )
         self.host = host
         self.query_interval = float(query_interval)
         self.serve = serve
         self.min_agreement = min_agreement
+        # More groups than agreeing servers could never be met: at most one group each.
+        self.min_groups = min(min_groups, min_agreement)
         self.servers_per_round = servers_per_round
         self.boot_delay = boot_delay
         self.dial_timeout = dial_timeout
         self.candidate_addrs = candidate_addrs
         self.on_status_change = on_status_change
+        self.on_report = on_report
+        self.max_streams = max_streams
+        self.max_streams_per_peer = max_streams_per_peer
+        self.read_timeout = float(read_timeout)
+        self._open: collections.Counter[str] = collections.Counter()
+        """Server streams being handled now, by requesting peer (zero entries removed)."""
         self.nat_status = "unknown"
         self.confidence = 0
         self.reports: collections.deque[AutoNATReport] = collections.deque(maxlen=max_reports)
         self.served: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_reports)
         self.dropped: collections.Counter[str] = collections.Counter()
-        """Requests dropped as bad input, by kind (``malformed``, ``wrong_type``,
-        ``spoofed_peer``)."""
+        """Requests dropped, by kind: bad input (``malformed``, ``wrong_type``,
+        ``spoofed_peer``), streams refused before reading (``busy``: ``max_streams`` in
+        total, ``peer_busy``: ``max_streams_per_peer``), requests that did not arrive within
+        ``read_timeout`` (``read_timeout``) and dial-backs refused by the rate limit
+        (``rate_limited``)."""
         self._limit = _RateLimit(rate_limit_per_peer, rate_limit_total, rate_limit_window)
         self._dialer: IHost | None = None
         self._dialer_ready: trio.Event | None = None
@@ -265,10 +319,38 @@ class AutoNAT(Service):
 
     async def _handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
+        key = peer.to_base58()
+        # Caps first, before a byte of the request is read: a refused stream is reset.
+        refused = None
+        if sum(self._open.values()) >= self.max_streams:
+            refused = "busy"
+        elif self._open[key] >= self.max_streams_per_peer:
+            refused = "peer_busy"
+        if refused is not None:
+            self.dropped[refused] += 1
+            logger.debug("AutoNAT: %s stream from %s refused (%s)", refused, peer, refused)
+            await close_quietly(stream, 2, reset=True)
+            return
+        self._open[key] += 1
+        try:
+            await self._handle_admitted(stream, peer)
+        finally:
+            self._open[key] -= 1
+            if self._open[key] <= 0:
+                del self._open[key]
+
+    async def _handle_admitted(self, stream: INetStream, peer: ID) -> None:
         try:
             with trio.fail_after(self._request_timeout()):
                 try:
-                    request = AutoNATMessage.FromString(await read_delimited(stream, MAX_MESSAGE))
+                    with trio.fail_after(self.read_timeout):
+                        raw = await read_delimited(stream, MAX_MESSAGE)
+                    request = AutoNATMessage.FromString(raw)
+                except trio.TooSlowError:
+                    self.dropped["read_timeout"] += 1
+                    logger.debug("AutoNAT: no request from %s within the read deadline", peer)
+                    await close_quietly(stream, 2, reset=True)
+                    return
                 except (FramingError, Exception) as exc:
                     self.dropped["malformed"] += 1
                     logger.debug("AutoNAT: malformed request from %s: %s", peer, exc)
@@ -315,6 +397,7 @@ class AutoNAT(Service):
                 observed_ip,
             )
         if not self._limit.allow(peer.to_base58()):
+            self.dropped["rate_limited"] += 1
             return E_DIAL_REFUSED, "rate limited", None, observed_ip
         ok, text, dialed = await self._dial_back(peer, candidates)
         return (OK if ok else E_DIAL_ERROR), text, dialed, observed_ip
@@ -405,9 +488,13 @@ class AutoNAT(Service):
         for addr in asked:
             request.dial.peer.addrs.append(multiaddr.Multiaddr(addr).to_bytes())
         status, text, dialed = E_INTERNAL_ERROR, "", None
+        server_ip: str | None = None
         try:
             with trio.fail_after(self._request_timeout() + 5):
                 stream = await self.host.new_stream(server, [AUTONAT_PROTOCOL])
+                conn = connection_of(self.host, stream)
+                if not is_relayed(conn):
+                    server_ip = ip_of(remote_address(conn))
                 try:
                     await write_delimited(stream, request.SerializeToString())
                     reply = AutoNATMessage.FromString(await read_delimited(stream, MAX_MESSAGE))
@@ -433,21 +520,35 @@ class AutoNAT(Service):
             dialed,
             asked,
             round((time.perf_counter() - started) * 1000, 1),
+            server_ip=server_ip,
+            server_group=_group_of(server_ip),
         )
         return self._record(report)
 
     def _record(self, report: AutoNATReport) -> AutoNATReport:
         self.reports.append(report)
         before = self.nat_status
-        self._decide()
+        verdict = self._decide()
+        if not report.counts:
+            vote = f"not counted: {report.status_name} is no evidence; {verdict}"
+        elif report.server_group is None:
+            vote = "not counted: no IP for the server's connection (relayed or gone); " + verdict
+        else:
+            vote = f"counted for group {report.server_group}; {verdict}"
         report = AutoNATReport(
             **{
                 **report.__dict__,
                 "nat_status_after": self.nat_status,
                 "confidence_after": self.confidence,
+                "vote": vote,
             }
         )
         self.reports[-1] = report
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception:
+                logger.exception("AutoNAT report callback raised")
         if self.nat_status != before and self.on_status_change is not None:
             try:
                 self.on_status_change(before, self.nat_status, self.confidence)
@@ -455,20 +556,42 @@ class AutoNAT(Service):
                 logger.exception("AutoNAT status callback raised")
         return report
 
-    def _decide(self) -> None:
-        """The latest evidence from each server; a verdict needs ``min_agreement`` votes."""
-        latest: dict[str, int] = {}
+    def _decide(self) -> str:
+        """Update the verdict from the latest vote of each server; say why it is what it is.
+
+        A server's vote counts only with a known IP group. A verdict needs ``min_agreement``
+        servers from ``min_groups`` distinct IP groups agreeing, and more groups for it
+        than against it (each group's say is the newest vote from any server in it).
+        """
+        latest: dict[str, AutoNATReport] = {}
         for report in self.reports:
-            if report.counts:
-                latest[report.server] = report.status
-        public = sum(1 for s in latest.values() if s == OK)
-        private = sum(1 for s in latest.values() if s == E_DIAL_ERROR)
-        if public >= self.min_agreement and public > private:
-            self.nat_status = "public"
-        elif private >= self.min_agreement and private > public:
-            self.nat_status = "private"
-        agreeing = {"public": public, "private": private}.get(self.nat_status, 0)
-        self.confidence = min(3, agreeing)
+            if report.counted:
+                latest[report.server] = report
+        servers = {OK: 0, E_DIAL_ERROR: 0}
+        for report in latest.values():
+            servers[report.status] += 1
+        by_group: dict[str, int] = {}
+        for report in sorted(latest.values(), key=lambda r: r.time):
+            assert report.server_group is not None
+            by_group[report.server_group] = report.status
+        groups = {OK: 0, E_DIAL_ERROR: 0}
+        for status in by_group.values():
+            groups[status] += 1
+        for status, name in ((OK, "public"), (E_DIAL_ERROR, "private")):
+            other = E_DIAL_ERROR if status == OK else OK
+            if (
+                servers[status] >= self.min_agreement
+                and groups[status] >= self.min_groups
+                and groups[status] > groups[other]
+            ):
+                self.nat_status = name
+        agreeing = {"public": servers[OK], "private": servers[E_DIAL_ERROR]}
+        self.confidence = min(3, agreeing.get(self.nat_status, 0))
+        return (
+            f"{self.nat_status}: public {servers[OK]} server(s) in {groups[OK]} group(s), "
+            f"private {servers[E_DIAL_ERROR]} in {groups[E_DIAL_ERROR]}; a verdict needs "
+            f"{self.min_agreement} in {self.min_groups} group(s)"
+        )
 
     def servers(self) -> list[ID]:
         """Connected peers that speak AutoNAT (from identify), excluding relayed ones."""
