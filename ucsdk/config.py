@@ -124,6 +124,10 @@ class ConnectivityConfig:
     relay_auto_reserve: bool = True
     relay_limit_duration: int = 120
     relay_limit_data: int = 1048576
+    # How long (seconds) to keep trying to get back a reservation lost when its relay went
+    # away (restart, link down, NAT mapping change): reconnect to the relay's own addresses
+    # and reserve again, backing off from 1 s to 30 s. 0 turns it off.
+    relay_rejoin_window: float = 600.0
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
@@ -301,7 +305,12 @@ class ConnectivityConfig:
             "observed_addr_ttl",
         ):
             _positive_number(name, getattr(self, name))
-        for name in ("autonat_boot_delay", "dial_tcp_delay", "dial_relay_delay"):
+        for name in (
+            "autonat_boot_delay",
+            "dial_tcp_delay",
+            "dial_relay_delay",
+            "relay_rejoin_window",
+        ):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < float("inf"):
                 raise ConfigError(name, value, "a number of seconds >= 0")
