@@ -127,6 +127,10 @@ class ConnectivityConfig:
     # A relay server refuses a reservation from a peer whose IP it cannot learn (its
     # per-IP limit could not hold); True lets such peers reserve, sharing one IP's budget.
     relay_allow_unknown_ip: bool = False
+    # How long (seconds) to keep trying to get back a reservation lost when its relay went
+    # away (restart, link down, NAT mapping change): reconnect to the relay's own addresses
+    # and reserve again, backing off from 1 s to 30 s. 0 turns it off.
+    relay_rejoin_window: float = 600.0
     # Bootstrap
     bootstrap_peers: list[str] = field(default_factory=lambda: list(IPFS_BOOTSTRAP_PEERS))
     connect_to_bootstrap: bool = True
@@ -315,7 +319,12 @@ class ConnectivityConfig:
             "autonat_server_read_timeout",
         ):
             _positive_number(name, getattr(self, name))
-        for name in ("autonat_boot_delay", "dial_tcp_delay", "dial_relay_delay"):
+        for name in (
+            "autonat_boot_delay",
+            "dial_tcp_delay",
+            "dial_relay_delay",
+            "relay_rejoin_window",
+        ):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < float("inf"):
                 raise ConfigError(name, value, "a number of seconds >= 0")

@@ -235,7 +235,10 @@ class UniversalConnectivityManager(Service):
             self.relay_server = server
         if cfg.enable_relay_client:
             client = CircuitRelayClient(
-                host, max_reservations=cfg.max_relay_reservations, on_event=self.nat.relay_event
+                host,
+                max_reservations=cfg.max_relay_reservations,
+                on_event=self.nat.relay_event,
+                rejoin_window=cfg.relay_rejoin_window,
             )
             await supervisor.start("relay_client", client)
             self.relay_client = self.dialer.relay_client = self.nat.relay_client = client

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -356,6 +357,13 @@ class LabHost:
     node_handle: LabNode | None = None
     latency_ms: float | None = None
     loss_percent: float | None = None
+    node_config: dict[str, Any] | None = None
+    link_up: bool = True
+
+    @property
+    def gateway(self) -> str:
+        """The host's default gateway (the ``.1`` of its /24)."""
+        return self.address.rsplit(".", 1)[0] + ".1"
 
     @property
     def node(self) -> LabNode:
@@ -498,11 +506,14 @@ class Lab:
         if not node:
             return
         merged = {**self.node_defaults, **config, "stun": host.is_public}
+        # A saved key, so restart_node() brings the node back with the same peer id.
+        merged.setdefault("identity_path", str(self.workdir / f"{host.name}.key"))
         for key, value in merged.items():
             if callable(value):
                 raise errors.InvalidInput(
                     f"lab node setting {key}", value, "plain data (a node runs in its own process)"
                 )
+        host.node_config = merged
         host.node_handle = LabNode(host.name, host.ns, merged, self.workdir / f"{host.name}.log")
 
     def add_public_host(self, name: str, *, node: bool = True, **config: Any) -> LabHost:
@@ -652,6 +663,71 @@ class Lab:
             raise errors.InvalidInput("loss_percent", loss_percent, "a number from 0 to 100")
         net.impair(h.ns, "eth0", latency_ms, loss_percent)
         h.latency_ms, h.loss_percent = latency_ms, loss_percent
+
+    # ------------------------------------------------------------ faults
+    def kill_node(self, host: LabHost | str) -> None:
+        """SIGKILL the host's node process (a crash: no goodbye to its peers).
+
+        Its sockets are closed by the kernel; the host keeps its namespace, addresses and
+        NAT. :meth:`restart_node` brings the node back.
+        """
+        h = self._resolve(host)
+        handle = h.node_handle
+        if handle is None:
+            raise errors.LabError(f"lab host {h.name!r}", "NoNode", "started with node=False")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, signal.SIGKILL)
+        handle._closed = True
+        handle._proc.wait(10)
+        handle._reap()
+
+    def restart_node(
+        self, host: LabHost | str, *, kill: bool = True, timeout: float = 60.0
+    ) -> LabNode:
+        """Kill (``kill=True``, a crash) or stop the host's node, then start it again with
+        the same configuration, identity (peer id) and listen port; the new node, running.
+        """
+        h = self._resolve(host)
+        if h.node_handle is None or h.node_config is None:
+            raise errors.LabError(f"lab host {h.name!r}", "NoNode", "started with node=False")
+        with self._lock:
+            if self._closed:
+                raise errors.LabError(f"lab {self.name!r}", "Closed", "it was stopped")
+            if h.node_handle.running:
+                if kill:
+                    self.kill_node(h)
+                else:
+                    h.node_handle.stop()
+            h.node_handle = LabNode(h.name, h.ns, h.node_config, self.workdir / f"{h.name}.log")
+        h.node_handle.wait_ready(timeout)
+        return h.node_handle
+
+    def flush_conntrack(self, host: LabHost | str) -> int:
+        """Flush the conntrack (NAT) table of every router in front of ``host``: each
+        mapping is forgotten, so a flow's next packet gets a new one (for a symmetric NAT,
+        a new random port). The number of routers flushed (0 for a public host)."""
+        h = self._resolve(host)
+        if h.routers and shutil.which("conntrack") is None:
+            raise errors.LabUnavailable(
+                "the conntrack command", "install the Debian package: apt-get install conntrack"
+            )
+        for router in h.routers:
+            net.ns_run(router, ["conntrack", "-F"], check=False)
+        return len(h.routers)
+
+    def set_link(self, host: LabHost | str, up: bool) -> None:
+        """Take the host's link (its ``eth0``) down or bring it back up.
+
+        Down: nothing leaves or arrives, the host's sockets stay open (as when a cable is
+        pulled). Up restores the default route the kernel removed with the link.
+        """
+        h = self._resolve(host)
+        if not isinstance(up, bool):
+            raise errors.InvalidInput("up", up, "True or False")
+        net.run(["ip", "-n", h.ns, "link", "set", "eth0", "up" if up else "down"])
+        if up:
+            net.default_route(h.ns, h.gateway)
+        h.link_up = up
 
     def hosts(self) -> pd.DataFrame:
         """The topology: one row per host."""

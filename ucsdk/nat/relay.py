@@ -51,6 +51,7 @@ from ucsdk._service import Service
 from ucsdk._wire import FramingError, encode_uvarint, read_delimited, write_delimited
 from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
+from ucsdk.protocols import ping_rtts
 
 logger = logging.getLogger("UniversalConnectivity.relay")
 
@@ -527,6 +528,30 @@ class _LimitReached(Exception):
 
 
 # ---------------------------------------------------------------- client
+REJOIN_FIRST = 1.0
+REJOIN_MAX = 30.0
+"""Backoff of the tries to get a lost reservation back: 1 s, doubling up to 30 s."""
+RELAY_CHECK_INTERVAL = 5.0
+RELAY_CHECK_TIMEOUT = 5.0
+RELAY_CHECK_FAILURES = 2
+"""A relay we hold a reservation on is pinged every 5 s; two pings in a row unanswered
+within 5 s and its connection is closed (the reservation is then lost and rejoined).
+Without it a relay that died without a goodbye (SIGKILL, power, a NAT mapping gone) holds
+a QUIC connection open until py-libp2p's 600 s idle timeout; go-libp2p's QUIC sends
+keep-alives every 15 s and gives up after 30 s idle."""
+
+
+@dataclass
+class _Rejoin:
+    """A relay whose reservation was lost, and the state of the tries to get it back."""
+
+    addrs: list[str]
+    lost_at: float
+    next_try: float
+    attempts: int = 0
+    busy: bool = False
+
+
 @dataclass
 class Reservation:
     """A slot this node holds on a relay."""
@@ -565,6 +590,7 @@ class CircuitRelayClient(_RelayService):
         max_reservations: int = 3,
         *,
         on_event: Callable[[str, str | None, str], None] | None = None,
+        rejoin_window: float = 600.0,
     ) -> None:
         super().__init__()
         if (
@@ -573,8 +599,18 @@ class CircuitRelayClient(_RelayService):
             or (max_reservations < 0)
         ):
             raise errors.InvalidInput("max_reservations", max_reservations, "a whole number >= 0")
+        if (
+            isinstance(rejoin_window, bool)
+            or not isinstance(rejoin_window, int | float)
+            or not 0 <= rejoin_window < float("inf")
+        ):
+            raise errors.InvalidInput("rejoin_window", rejoin_window, "a number of seconds >= 0")
         self.host = host
         self.max_reservations = max_reservations
+        self.rejoin_window = float(rejoin_window)
+        # Relays whose reservation was lost (relay gone): tried again until the window ends.
+        self.rejoining: dict[str, _Rejoin] = {}
+        self._checks: dict[str, tuple[float, int]] = {}  # relay -> (last check, failures)
         self.on_event = on_event
         self.reservations: dict[str, Reservation] = {}
         self.stats: collections.Counter[str] = collections.Counter()
@@ -598,13 +634,15 @@ class CircuitRelayClient(_RelayService):
         while True:
             lifetimes = [r.expire - r.granted_at.timestamp() for r in self.reservations.values()]
             self._changed = trio.Event()
-            with trio.move_on_after(max(0.5, min([5.0, *(t / 4 for t in lifetimes)]))):
+            # A lost relay is noticed within a second (the check below is a dict lookup).
+            with trio.move_on_after(max(0.5, min([1.0, *(t / 4 for t in lifetimes)]))):
                 await self._changed.wait()  # a new reservation: plan its refresh now
             for relay, res in list(self.reservations.items()):
                 connected = self.host.get_network().connections.get(ID.from_base58(relay))
                 if not connected:
                     del self.reservations[relay]
                     self._event("reservation_lost", relay, "the relay disconnected")
+                    self._plan_rejoin(relay, res)
                 elif (
                     relay not in refreshing
                     and res.expires_in < min(300, res.expire - res.granted_at.timestamp()) / 2
@@ -613,11 +651,97 @@ class CircuitRelayClient(_RelayService):
                     # before it ends).
                     refreshing.add(relay)
                     nursery.start_soon(refresh, relay)
+            now = time.monotonic()
+            for relay in list(self._checks):
+                if relay not in self.reservations:
+                    del self._checks[relay]
+            for relay in self.reservations:
+                last, failures = self._checks.setdefault(relay, (now, 0))
+                if last >= 0 and now - last >= RELAY_CHECK_INTERVAL:
+                    self._checks[relay] = (-1.0, failures)  # -1: a check is running
+                    nursery.start_soon(self._check_relay, relay, failures)
+            for relay, rejoin in list(self.rejoining.items()):
+                if rejoin.busy or rejoin.next_try > now:
+                    continue
+                if relay in self.reservations:
+                    del self.rejoining[relay]  # reserved again by someone else
+                elif now - rejoin.lost_at > self.rejoin_window:
+                    del self.rejoining[relay]
+                    self._event(
+                        "reservation_abandoned",
+                        relay,
+                        f"not back after {rejoin.attempts} tries in {self.rejoin_window:.0f} s",
+                    )
+                elif len(self.reservations) < self.max_reservations:
+                    rejoin.busy = True
+                    nursery.start_soon(self._rejoin, relay, rejoin)
+
+    async def _check_relay(self, relay: str, failures: int) -> None:
+        """Ping a reserved relay; close its connection after repeated silence."""
+        peer = ID.from_base58(relay)
+        try:
+            with trio.fail_after(RELAY_CHECK_TIMEOUT):
+                await ping_rtts(self.host, peer, 1)
+            failures = 0
+        except Exception as exc:
+            failures += 1
+            logger.debug("relay %s did not answer a ping: %s", relay, exc)
+        if relay not in self.reservations:
+            self._checks.pop(relay, None)
+            return
+        self._checks[relay] = (time.monotonic(), failures)
+        if failures >= RELAY_CHECK_FAILURES:
+            self._event(
+                "relay_unresponsive", relay, f"{failures} pings unanswered; closing its connection"
+            )
+            with contextlib.suppress(Exception):
+                await self.host.get_network().close_peer(peer)
+
+    def _plan_rejoin(self, relay: str, res: Reservation) -> None:
+        """Remember a lost reservation's relay so that :meth:`_run` reserves there again.
+
+        Only relays this node held a reservation on (chosen by it, never named by a peer),
+        at most ``max_reservations`` of them, at the addresses the relay itself gave.
+        """
+        if self.rejoin_window <= 0 or not res.relay_addrs:
+            return
+        if relay not in self.rejoining and len(self.rejoining) >= max(1, self.max_reservations):
+            return
+        now = time.monotonic()
+        self.rejoining[relay] = _Rejoin(list(res.relay_addrs[:4]), now, now + REJOIN_FIRST)
+
+    async def _rejoin(self, relay: str, rejoin: _Rejoin) -> None:
+        try:
+            for addr in rejoin.addrs:
+                if relay in self.reservations:
+                    break
+                try:
+                    with trio.fail_after(MESSAGE_TIMEOUT):
+                        await self.make_reservation(relay, f"{addr}/p2p/{relay}")
+                    break
+                except Exception as exc:
+                    logger.debug("rejoining relay %s at %s failed: %s", relay, addr, exc)
+        finally:
+            rejoin.busy = False
+            rejoin.attempts += 1
+            if relay in self.reservations:
+                if self.rejoining.pop(relay, None) is not None:
+                    took = time.monotonic() - rejoin.lost_at
+                    self._event(
+                        "reservation_restored",
+                        relay,
+                        f"after {took:.1f} s, {rejoin.attempts} tries",
+                    )
+            else:
+                delay = min(REJOIN_MAX, REJOIN_FIRST * 2**rejoin.attempts)
+                rejoin.next_try = time.monotonic() + delay
 
     async def _on_stop(self) -> None:
         with contextlib.suppress(Exception):
             self.host.remove_stream_handler(STOP_PROTOCOL)
         self.reservations.clear()
+        self.rejoining.clear()
+        self._checks.clear()
 
     def circuit_addrs(self) -> list[str]:
         """This node's circuit addresses, one per relay address of each reservation."""
@@ -628,8 +752,10 @@ class CircuitRelayClient(_RelayService):
             res = await self.make_reservation(relay)
             res.refreshed += 1
         except errors.UcsdkError as exc:
-            self.reservations.pop(relay, None)
+            lost = self.reservations.pop(relay, None)
             self._event("reservation_lost", relay, f"refresh failed: {exc}")
+            if lost is not None:
+                self._plan_rejoin(relay, lost)
         except Exception as exc:
             # A bug, not the relay: the service crashes (and restarts) without this
             # reservation, so its circuit addresses are not advertised meanwhile.
