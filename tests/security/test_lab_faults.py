@@ -147,12 +147,6 @@ def test_conntrack_flushed_mapping_kept_connection_survives(lab: ucsdk.lab.Lab) 
     _assert_no_leak(a, fds, threads)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed: after the mapping changes the relay keeps the stale connection "
-    "and closes the node's new ones as duplicates until it goes away, so the reservation "
-    "is not back within the bound",
-)
 def test_conntrack_flushed_mapping_changed_node_recovers(lab: ucsdk.lab.Lab) -> None:
     # Behind a symmetric NAT the flow's next packet after the flush gets a new random port:
     # the relay sees a stranger and resets, so the old connection dies. The node must

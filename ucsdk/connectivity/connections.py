@@ -40,6 +40,10 @@ from ucsdk.peers import ConnectionInfo
 
 logger = logging.getLogger("UniversalConnectivity")
 
+REDIAL_AFTER = 2.0
+"""Seconds; a peer that dials again this long after its first connection opened has
+given up on that one, and the new connection is the one both sides keep."""
+
 
 @dataclass
 class OpenConnection:
@@ -245,7 +249,12 @@ class ConnectionTracker:
         """When two peers dial each other at once, both end with two direct connections.
 
         Both sides keep the same one, the connection dialled by the smaller peer id, and
-        close the other; relayed connections are left alone (DCUtR needs them).
+        close the other; relayed connections are left alone (DCUtR needs them). Of two
+        connections the same side dialled, the newer stays: a peer that dials again while
+        we still hold a connection has most often lost that one (its NAT mapping changed,
+        its link went down) and we have not noticed yet; keeping the old one would close
+        every new connection it makes until ours times out. Two connections dialled within
+        ``REDIAL_AFTER`` seconds of each other are a race, and the older one stays.
         """
         known = self._open[id(conn)]
         if known.relayed:
@@ -263,7 +272,15 @@ class ConnectionTracker:
             outbound = self._open[id(c)].direction == "outbound"
             return self._peers.local_peer_id if outbound else known.peer_id
 
-        keep = min(siblings, key=lambda c: (dialler(c), self._open[id(c)].opened_at))
+        first = min(dialler(c) for c in siblings)
+        mine = sorted(
+            (c for c in siblings if dialler(c) == first), key=lambda c: self._open[id(c)].opened_at
+        )
+        oldest, newest = mine[0], mine[-1]
+        age = self._open[id(newest)].opened_at - self._open[id(oldest)].opened_at
+        # Two dials racing each other finish within moments; a dial seconds later means
+        # the dialler gave up on the older connection.
+        keep = newest if age.total_seconds() > REDIAL_AFTER else oldest
         return next((c for c in siblings if c is not keep), None)
 
     async def _close_duplicate(self, conn: INetConn) -> None:
