@@ -115,6 +115,9 @@ class ConnectivityConfig:
     enable_relay_client: bool = True
     enable_relay_server: bool = False
     enable_dcutr: bool = True
+    # DCUtR punches only towards public addresses a peer names in CONNECT; True allows
+    # loopback and private ones too (the development preset; never on a public host).
+    dcutr_allow_private: bool = False
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
     # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
@@ -256,6 +259,7 @@ class ConnectivityConfig:
                 pubsub_announce_interval=2.0,
                 autonat_query_interval=30.0,
                 autonat_boot_delay=1.0,
+                dcutr_allow_private=True,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
@@ -283,6 +287,7 @@ class ConnectivityConfig:
             "enable_relay_client",
             "enable_relay_server",
             "enable_dcutr",
+            "dcutr_allow_private",
             "connect_to_bootstrap",
             "auto_dial",
             "dht_random_walk",

