@@ -134,6 +134,14 @@ class ConnectivityConfig:
     # Discovered peers: dial them (up to max_connections) and keep at most this many.
     auto_dial: bool = True
     max_discovered_peers: int = 1000
+    # Auto-dial limits against amplification (identities are free to make): at most
+    # auto_dial_max_in_flight auto-dials at once; one IP:port is auto-dialled for at most
+    # auto_dial_max_per_endpoint distinct announced identities per 10 minutes, one IP for at
+    # most auto_dial_max_per_ip (identity, IP:port) pairs (the development preset raises it:
+    # its peers all share 127.0.0.1).
+    auto_dial_max_in_flight: int = 16
+    auto_dial_max_per_endpoint: int = 2
+    auto_dial_max_per_ip: int = 8
     # Connections
     max_connections: int = 300
     max_connections_per_peer: int = 1
@@ -260,6 +268,7 @@ class ConnectivityConfig:
                 autonat_query_interval=30.0,
                 autonat_boot_delay=1.0,
                 dcutr_allow_private=True,
+                auto_dial_max_per_ip=64,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
@@ -322,6 +331,9 @@ class ConnectivityConfig:
             ("relay_limit_duration", 1),
             ("relay_limit_data", 1),
             ("max_parallel_dials", 1),
+            ("auto_dial_max_in_flight", 1),
+            ("auto_dial_max_per_endpoint", 1),
+            ("auto_dial_max_per_ip", 1),
             ("observed_addr_min_observers", 1),
             ("observed_addr_min_groups", 1),
             ("service_max_restarts", 0),

@@ -329,6 +329,7 @@ class UniversalConnectivityManager(Service):
         if self._stream_guard is not None:
             dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
         dropped.update(self._services_dropped())
+        dropped.update({f"dialer_{k}": v for k, v in self.dialer.dropped.items()})
         active, relayed = self.connections.active(), self.connections.relayed()
         return ConnectivityMetrics(
             total_peers_discovered=self.peers.discovered_total,

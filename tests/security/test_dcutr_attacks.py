@@ -9,49 +9,15 @@ CONNECT: a node without one never punches, and would hide the hole.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 from _attacker import Attacker
 from _hostile_peers import wait_until
+from _victim import Victim
 
 import ucsdk
 from ucsdk.config import ConnectivityConfig
-
-
-class Victim:
-    """A listening TCP socket on loopback counting the connections that reach it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def addr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
 
 
 @pytest.fixture
