@@ -17,7 +17,9 @@ from _hostile_peers import wait_until
 from _victim import Victim
 
 import ucsdk
+from ucsdk._wire import encode_uvarint
 from ucsdk.config import ConnectivityConfig
+from ucsdk.proto import HolePunch
 
 
 @pytest.fixture
@@ -90,6 +92,17 @@ def test_relayed_connect_naming_loopback_is_not_dialled_by_default(victim: Victi
             # the three addresses is dialled: each one is refused and counted.
             assert answer["answered"], answer
             assert wait_until(lambda: _dropped(node, "address_refused") >= 3, 10)
+            # Junk over the relayed connection is read (under the 4 KiB cap) and counted.
+            oversized = encode_uvarint(5000) + b"\x00" * 5000
+            sync_first = HolePunch(type=300).SerializeToString()
+            for frame in (oversized, encode_uvarint(len(sync_first)) + sync_first):
+                answer = attacker.run(
+                    "send", peer=node.peer_id, protocol="/libp2p/dcutr", hex=frame.hex(), wait=5
+                )
+                assert answer["opened"] and answer["ended"] != "timeout", answer
+            assert wait_until(
+                lambda: _dropped(node, "malformed") == 1 and _dropped(node, "unexpected") == 1, 10
+            ), node.metrics().invalid_message_kinds
         assert victim.accepted == 0
     finally:
         node.stop()
