@@ -84,3 +84,22 @@ async def dcutr_flood(host: Any, args: dict[str, Any]) -> dict[str, int]:
         for _ in range(int(args["count"])):
             nursery.start_soon(one)
     return outcomes
+
+
+@attack("dcutr_answer_with")
+async def dcutr_answer_with(host: Any, args: dict[str, Any]) -> bool:
+    """From now on, answer every CONNECT on ``/libp2p/dcutr`` with ``args["addrs"]`` (as
+    the peer being upgraded, ``A``), whatever the other side offered."""
+    addrs = list(args["addrs"])
+
+    async def handler(stream: Any) -> None:
+        with contextlib.suppress(Exception), trio.move_on_after(30):
+            while True:
+                message = HolePunch.FromString(await read_delimited(stream, 4096))
+                if message.type == CONNECT:
+                    await write_delimited(stream, _message(CONNECT, addrs))
+        with contextlib.suppress(Exception):
+            await stream.close()
+
+    host.set_stream_handler(DCUTR, handler)
+    return True

@@ -126,3 +126,23 @@ def test_relayed_dcutr_flood_is_one_exchange_at_a_time(victim: Victim) -> None:
     finally:
         node.stop()
         relay.stop()
+
+
+def test_driving_side_does_not_dial_a_loopback_address_the_peer_answers_with(
+    victim: Victim,
+) -> None:
+    # The node is B (the attacker reached it through a relay, so it drives the upgrade);
+    # the attacker's CONNECT answer names the victim. Default rule: not dialled, counted.
+    relay, node = _relayed_setup(allow_private=False)
+    try:
+        with Attacker() as attacker:
+            attacker.run("dcutr_answer_with", addrs=[victim.addr])
+            attacker.run("relay_dial", peer=node.peer_id, relay_addr=relay.addrs[0])
+            assert wait_until(lambda: len(node.hole_punches()) >= 1, 20)
+            row = node.hole_punches().iloc[0]
+            assert row["role"] == "initiator" and row["outcome"] == "no_addresses", dict(row)
+            assert _dropped(node, "address_refused") >= 1
+        assert victim.accepted == 0
+    finally:
+        node.stop()
+        relay.stop()

@@ -26,6 +26,14 @@ wrong and the punch fails — which the outcome's ``reason`` says. On success th
 connection is secured and multiplexed like any other (``B`` is the Noise initiator, as in
 go-libp2p), and the relayed connection is closed after a short grace period.
 
+Rules against a hostile peer (any connected peer can name any address in CONNECT): the
+responder answers only over a relayed connection (go-libp2p's holepunch service resets
+other streams too), one exchange per peer at a time and ``max_inbound`` in total; both
+roles punch only towards public addresses (``allow_private`` widens that to loopback and
+private ones, for the lab and development); at most ``MAX_ATTEMPTS`` attempts and
+``MAX_PUNCH_DATAGRAMS`` QUIC datagrams per attempt. Each refusal is counted in ``dropped``
+(``not_relayed``, ``busy_peer``, ``too_many``, ``address_refused``, ``malformed_addr``).
+
 Wire format: uvarint-prefixed ``HolePunch{type: CONNECT=100 | SYNC=300; repeated bytes
 ObsAddrs=2}``, at most 4 KiB.
 """
