@@ -103,3 +103,43 @@ async def dcutr_answer_with(host: Any, args: dict[str, Any]) -> bool:
 
     host.set_stream_handler(DCUTR, handler)
     return True
+
+
+@attack("dcutr_many_identities")
+async def dcutr_many_identities(host: Any, args: dict[str, Any]) -> dict[str, int]:
+    """``args["count"]`` fresh identities (hosts in this process) each reach ``args["peer"]``
+    through the relay at ``args["relay_addr"]`` and open one exchange naming
+    ``args["addrs"]``, all at once; how the exchanges ended."""
+    from ucsdk.config import ConnectivityConfig
+    from ucsdk.host import build_host, disable_auto_dial
+    from ucsdk.identity import new_key_pair
+    from ucsdk.nat.relay import CircuitRelayClient
+
+    peer = ID.from_base58(args["peer"])
+    relay_addr, relay_id = args["relay_addr"].split("/p2p/")
+    config = ConnectivityConfig.preset("development", enable_mdns=False)
+    outcomes: dict[str, int] = {}
+    ready = trio.Event()
+    joined = 0
+    count = int(args["count"])
+
+    async def one(extra: Any) -> None:
+        nonlocal joined
+        async with extra.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            await disable_auto_dial(extra)
+            await CircuitRelayClient(extra).dial(peer, relay_id, relay_addr)
+            joined += 1
+            if joined == count:
+                ready.set()
+            await ready.wait()  # every identity starts its exchange at the same moment
+            result = await _exchange(extra, peer, args["addrs"], args.get("wait", 5))
+            key = "answered" if result["answered"] else result["ended"]
+            outcomes[key] = outcomes.get(key, 0) + 1
+            with trio.move_on_after(5):
+                await extra.close()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(count):
+                nursery.start_soon(one, build_host(config, new_key_pair()))
+    return outcomes

@@ -116,3 +116,23 @@ def test_auto_dials_in_flight_are_capped() -> None:
         node.stop()
         for v in victims:
             v.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("auto_dial_max_in_flight", 0),
+        ("auto_dial_max_per_endpoint", -1),
+        ("auto_dial_max_per_ip", 1.5),
+        ("dcutr_allow_private", "yes"),
+    ],
+)
+def test_the_new_limits_are_validated(field: str, value: object) -> None:
+    with pytest.raises(ucsdk.errors.ConfigError, match=field):
+        ucsdk.ConnectivityConfig(**{field: value})
+
+
+def test_only_the_development_preset_widens_the_limits() -> None:
+    default, dev = ucsdk.ConnectivityConfig(), ucsdk.ConnectivityConfig.preset("development")
+    assert not default.dcutr_allow_private and dev.dcutr_allow_private
+    assert (default.auto_dial_max_per_ip, dev.auto_dial_max_per_ip) == (8, 64)

@@ -146,3 +146,30 @@ def test_driving_side_does_not_dial_a_loopback_address_the_peer_answers_with(
     finally:
         node.stop()
         relay.stop()
+
+
+def test_dcutr_exchanges_are_capped_in_total() -> None:
+    # 12 identities, each over its own relayed connection, start an exchange at once:
+    # at most max_inbound (8) are answered; the rest are reset and counted as too_many.
+    # The attacker names no address, so no exchange can end in a dial: what is measured is
+    # how many exchanges the node takes on at once.
+    relay, node = _relayed_setup(allow_private=False)
+    try:
+        dcutr = node.manager.dcutr
+        assert dcutr is not None
+        assert getattr(dcutr, "max_inbound", 8) == 8
+        with Attacker() as attacker:
+            outcomes = attacker.run(
+                "dcutr_many_identities",
+                timeout=90,
+                peer=node.peer_id,
+                relay_addr=relay.addrs[0],
+                count=12,
+                addrs=[],
+                wait=3,
+            )
+            assert outcomes.get("answered", 0) <= 8, outcomes
+            assert wait_until(lambda: _dropped(node, "too_many") >= 4, 10), outcomes
+    finally:
+        node.stop()
+        relay.stop()
