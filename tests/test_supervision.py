@@ -8,6 +8,7 @@ UDP socket multicasting malformed mDNS on loopback (see ``_hostile_peers``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -281,19 +282,18 @@ def test_a_message_with_a_junk_key_is_dropped_and_counted() -> None:
 # ------------------------------------------------------------------------ DCUtR
 def test_malformed_hole_punch_messages_are_counted() -> None:
     """Outcome (a). Before: a HolePunch over 4 KiB or one that does not parse ended the
-    exchange uncounted."""
+    exchange uncounted. Over a direct connection, as here, each stream is now reset before
+    it is read (``not_relayed``); the same junk over a relayed connection is counted as
+    ``malformed``/``unexpected`` (tests/security/test_dcutr_attacks.py)."""
     with ucsdk.Node.development(**QUIET) as node, HostilePeer({}) as peer:
         node.connect(peer.addr)
         oversized = encode_uvarint(5000) + b"\x00" * 5000
         sync_first = HolePunch(type=SYNC).SerializeToString()
-        peer.send(
-            node.peer_id,
-            DCUTR_PROTOCOL,
-            oversized,
-            JUNK_FRAMES[0],
-            encode_uvarint(len(sync_first)) + sync_first,
-        )
-        want = {"malformed": 2, "unexpected": 1}
+        for frame in (oversized, JUNK_FRAMES[0], encode_uvarint(len(sync_first)) + sync_first):
+            # The reset may reach the opener during protocol negotiation: new_stream raises.
+            with contextlib.suppress(Exception):
+                peer.send(node.peer_id, DCUTR_PROTOCOL, frame)
+        want = {"not_relayed": 3}
         assert wait_until(lambda: dropped(node, "dcutr") == want, 10), dropped(node, "dcutr")
         assert node.hole_punches().empty
         assert_untouched(node, "dcutr")

@@ -115,6 +115,9 @@ class ConnectivityConfig:
     enable_relay_client: bool = True
     enable_relay_server: bool = False
     enable_dcutr: bool = True
+    # DCUtR punches only towards public addresses a peer names in CONNECT; True allows
+    # loopback and private ones too (the development preset; never on a public host).
+    dcutr_allow_private: bool = False
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
     # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
@@ -138,6 +141,14 @@ class ConnectivityConfig:
     # Discovered peers: dial them (up to max_connections) and keep at most this many.
     auto_dial: bool = True
     max_discovered_peers: int = 1000
+    # Auto-dial limits against amplification (identities are free to make): at most
+    # auto_dial_max_in_flight auto-dials at once; one IP:port is auto-dialled for at most
+    # auto_dial_max_per_endpoint distinct announced identities per 10 minutes, one IP for at
+    # most auto_dial_max_per_ip (identity, IP:port) pairs (the development preset raises it:
+    # its peers all share 127.0.0.1).
+    auto_dial_max_in_flight: int = 16
+    auto_dial_max_per_endpoint: int = 2
+    auto_dial_max_per_ip: int = 8
     # Connections
     max_connections: int = 300
     max_connections_per_peer: int = 1
@@ -272,6 +283,8 @@ class ConnectivityConfig:
                 autonat_boot_delay=1.0,
                 # Every server of a development setup is on loopback: one IP group.
                 autonat_min_groups=1,
+                dcutr_allow_private=True,
+                auto_dial_max_per_ip=64,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
             )
@@ -299,6 +312,7 @@ class ConnectivityConfig:
             "enable_relay_client",
             "enable_relay_server",
             "enable_dcutr",
+            "dcutr_allow_private",
             "connect_to_bootstrap",
             "auto_dial",
             "dht_random_walk",
@@ -343,6 +357,9 @@ class ConnectivityConfig:
             ("relay_limit_duration", 1),
             ("relay_limit_data", 1),
             ("max_parallel_dials", 1),
+            ("auto_dial_max_in_flight", 1),
+            ("auto_dial_max_per_endpoint", 1),
+            ("auto_dial_max_per_ip", 1),
             ("observed_addr_min_observers", 1),
             ("observed_addr_min_groups", 1),
             ("service_max_restarts", 0),

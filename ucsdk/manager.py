@@ -249,6 +249,7 @@ class UniversalConnectivityManager(Service):
                 dial_timeout=min(5.0, cfg.connection_timeout),
                 on_result=self.nat.on_hole_punch,
                 transports=[t for t in cfg.transports if t in ("tcp", "quic")],
+                allow_private=cfg.dcutr_allow_private,
             )
             await supervisor.start("dcutr", dcutr)
             self.dcutr = self.nat.dcutr = dcutr
@@ -337,6 +338,7 @@ class UniversalConnectivityManager(Service):
         if self._stream_guard is not None:
             dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
         dropped.update(self._services_dropped())
+        dropped.update({f"dialer_{k}": v for k, v in self.dialer.dropped.items()})
         active, relayed = self.connections.active(), self.connections.relayed()
         return ConnectivityMetrics(
             total_peers_discovered=self.peers.discovered_total,

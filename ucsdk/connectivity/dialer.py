@@ -30,6 +30,7 @@ Example (ranking only; no traffic):
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from collections import deque
@@ -63,6 +64,11 @@ MAX_ATTEMPTS_KEPT = 1000
 MAX_ADDRS_PER_DIAL = 32
 MAX_RELAYS_PER_DIAL = 4
 DIALABLE = ("tcp", "quic", "websocket", "relay")
+AUTO_DIAL_MAX_ADDRS = 8
+"""Addresses of one discovered record an auto-dial tries (a record may list 32)."""
+AUTO_DIAL_ENDPOINT_WINDOW = 600.0
+"""Seconds an endpoint (IP:port) remembers which identities made us auto-dial it."""
+MAX_ENDPOINTS_TRACKED = 4096
 
 
 def rank_addrs(
@@ -116,6 +122,23 @@ def dial_failure_reason(exc: BaseException) -> str:
     return reasons[-1] if reasons else type(exc).__name__
 
 
+def _endpoints(addr: str) -> list[str]:
+    """What one auto-dial of ``addr`` reaches, as the keys the per-endpoint and per-IP caps
+    count: ``["ip:port", "ip"]`` of a direct address; none for a circuit address (the
+    relay, a libp2p node that applies its own limits, is what gets dialled).
+
+    Example:
+        >>> _endpoints("/ip4/127.0.0.1/udp/4001/quic-v1")
+        ['127.0.0.1:4001', '127.0.0.1']
+    """
+    if "/p2p-circuit" in str(addr):
+        return []
+    parts = str(addr).split("/")
+    if len(parts) >= 5 and parts[1] in ("ip4", "ip6", "dns", "dns4", "dns6"):
+        return [f"{parts[2]}:{parts[4]}", parts[2]]
+    return [str(addr)]
+
+
 def _known_addrs(host: IHost, peer_id: ID) -> list[str]:
     try:
         return [str(a) for a in host.get_peerstore().addrs(peer_id)]
@@ -150,6 +173,13 @@ class Dialer(Service):
         self._dial_ids = itertools.count(1)
         self._auto_dialling: set[str] = set()
         self._auto_dial_backoff: dict[str, tuple[int, float]] = {}
+        # Endpoint (ip:port, or the address for those without one) -> {peer id: when it
+        # last made us auto-dial there}: a cap on the identities that may use one endpoint.
+        self._endpoint_dialers: dict[str, dict[str, float]] = {}
+        self._next_expiry = 0.0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Auto-dials refused, by reason (``get_metrics().dropped`` has them as
+        ``dialer_<reason>``)."""
 
     # ----------------------------------------------------------------- life cycle
     async def _run(self, nursery: trio.Nursery) -> None:
@@ -400,9 +430,73 @@ class Dialer(Service):
 
     # ----------------------------------------------------------------- auto-dial
     def consider(self, record: PeerRecord, source: str) -> None:
-        """A peer table listener: auto-dial a newly reachable peer when allowed."""
-        if self._should_auto_dial(record) and self.spawn(self._auto_dial, record.peer_id, source):
+        """A peer table listener: auto-dial a newly reachable peer when allowed.
+
+        A discovered peer's word is all we have, and identities are free to make: an
+        auto-dial tries at most :data:`AUTO_DIAL_MAX_ADDRS` of its addresses, an endpoint
+        (IP and port) is auto-dialled for at most ``auto_dial_max_per_endpoint`` distinct
+        identities per :data:`AUTO_DIAL_ENDPOINT_WINDOW` (an IP for at most
+        ``auto_dial_max_per_ip`` identity-endpoint pairs), and at most
+        ``auto_dial_max_in_flight`` auto-dials run at once. Each refusal is counted.
+        """
+        if not self._should_auto_dial(record):
+            return
+        if len(self._auto_dialling) >= self.config.auto_dial_max_in_flight:
+            self.dropped["auto_dial_busy"] += 1
+            return
+        addrs = self._auto_dial_addrs(record)
+        if not addrs:
+            return
+        if self.spawn(self._auto_dial, record.peer_id, source, addrs):
             self._auto_dialling.add(record.peer_id)
+
+    def _auto_dial_addrs(self, record: PeerRecord) -> list[str]:
+        """The addresses an auto-dial of ``record`` may try (and claims on their endpoints)."""
+        now = trio.current_time()
+        self._expire(now)
+        limits = (self.config.auto_dial_max_per_endpoint, self.config.auto_dial_max_per_ip)
+        reasons = ("auto_dial_endpoint_cap", "auto_dial_ip_cap")
+        out: list[str] = []
+        for addr in record.multiaddrs:
+            if len(out) >= AUTO_DIAL_MAX_ADDRS:
+                self.dropped["auto_dial_addr_cap"] += 1
+                continue
+            # An endpoint counts identities; an IP counts (identity, endpoint) pairs, so
+            # one record listing many ports of one host is capped too.
+            keys = _endpoints(addr)
+            claims = [record.peer_id, f"{record.peer_id} {keys[0]}" if keys else ""]
+            refused = None
+            for key, claim, limit, reason in zip(keys, claims, limits, reasons, strict=False):
+                users = self._endpoint_dialers.get(key, {})
+                if claim not in users and len(users) >= limit:
+                    refused = reason
+                    break
+            if refused is not None:
+                self.dropped[refused] += 1
+                continue
+            out.append(addr)
+            for key, claim in zip(keys, claims, strict=False):
+                self._endpoint_dialers.setdefault(key, {})[claim] = now
+        while len(self._endpoint_dialers) > MAX_ENDPOINTS_TRACKED:
+            self._endpoint_dialers.pop(next(iter(self._endpoint_dialers)))
+        return out
+
+    def _expire(self, now: float) -> None:
+        """Forget endpoint claims older than the window and back-offs long past (at most
+        once a second: announcements may arrive by the hundred)."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 1.0
+        for key in list(self._endpoint_dialers):
+            users = self._endpoint_dialers[key]
+            for peer, when in list(users.items()):
+                if now - when > AUTO_DIAL_ENDPOINT_WINDOW:
+                    del users[peer]
+            if not users:
+                del self._endpoint_dialers[key]
+        for peer, (_, retry_at) in list(self._auto_dial_backoff.items()):
+            if now - retry_at > AUTO_DIAL_MAX_BACKOFF:
+                del self._auto_dial_backoff[peer]
 
     def _should_auto_dial(self, record: PeerRecord) -> bool:
         return (
@@ -415,9 +509,9 @@ class Dialer(Service):
             and self._connections.active() < self.config.max_connections
         )
 
-    async def _auto_dial(self, peer_id: str, source: str) -> None:
+    async def _auto_dial(self, peer_id: str, source: str, addrs: list[str] | None = None) -> None:
         try:
-            await self.connect_peer(peer_id, source=source)
+            await self.connect_peer(peer_id, addrs, source=source, exact=addrs is not None)
             self._auto_dial_backoff.pop(peer_id, None)
         except errors.UcsdkError as exc:
             failures = self._auto_dial_backoff.get(peer_id, (0, 0.0))[0] + 1

@@ -26,6 +26,14 @@ wrong and the punch fails — which the outcome's ``reason`` says. On success th
 connection is secured and multiplexed like any other (``B`` is the Noise initiator, as in
 go-libp2p), and the relayed connection is closed after a short grace period.
 
+Rules against a hostile peer (any connected peer can name any address in CONNECT): the
+responder answers only over a relayed connection (go-libp2p's holepunch service resets
+other streams too), one exchange per peer at a time and ``max_inbound`` in total; both
+roles punch only towards public addresses (``allow_private`` widens that to loopback and
+private ones, for the lab and development); at most ``MAX_ATTEMPTS`` attempts and
+``MAX_PUNCH_DATAGRAMS`` QUIC datagrams per attempt. Each refusal is counted in ``dropped``
+(``not_relayed``, ``busy_peer``, ``too_many``, ``address_refused``, ``malformed_addr``).
+
 Wire format: uvarint-prefixed ``HolePunch{type: CONNECT=100 | SYNC=300; repeated bytes
 ObsAddrs=2}``, at most 4 KiB.
 """
@@ -56,7 +64,8 @@ from libp2p.peer.id import ID
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
-from ucsdk.nat._conn import close_quietly, is_relayed
+from ucsdk.addresses import scope_of
+from ucsdk.nat._conn import close_quietly, connection_of, is_relayed
 from ucsdk.proto import HolePunch
 
 logger = logging.getLogger("UniversalConnectivity.dcutr")
@@ -66,6 +75,10 @@ CONNECT, SYNC = 100, 300
 MAX_MESSAGE = 4096
 MAX_ATTEMPTS = 3
 STREAM_TIMEOUT = 10.0
+MAX_INBOUND = 8
+"""DCUtR exchanges answered at once, in total (one per peer at a time)."""
+MAX_PUNCH_DATAGRAMS = 50
+"""Random datagrams sent towards one QUIC punch target per attempt."""
 
 
 def utcnow() -> datetime:
@@ -248,6 +261,8 @@ class DCUtR(Service):
         on_result: Callable[[HolePunchResult], None] | None = None,
         max_results: int = 1000,
         transports: Sequence[str] = ("tcp", "quic"),
+        allow_private: bool = False,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         super().__init__()
         self.host = host
@@ -259,6 +274,10 @@ class DCUtR(Service):
         self.results: collections.deque[HolePunchResult] = collections.deque(maxlen=max_results)
         self.dropped: collections.Counter[str] = collections.Counter()
         self._active: set[str] = set()
+        self.allow_private = allow_private
+        """Punch towards loopback and private addresses too (the lab, development)."""
+        self.max_inbound = max_inbound
+        self._answering: set[str] = set()
 
     async def _on_start(self) -> None:
         self.host.set_stream_handler(DCUTR_PROTOCOL, self._handle)
@@ -345,12 +364,22 @@ class DCUtR(Service):
             self.dropped["malformed"] += 1  # over 4 KiB, or not a HolePunch
             raise
 
-    @staticmethod
-    def _addrs_of(message: Any) -> list[str]:
+    def _addrs_of(self, message: Any) -> list[str]:
+        """The addresses in a peer's message that a punch may go to: public ones (and
+        loopback/private ones with ``allow_private``); each other one is counted in
+        ``dropped["address_refused"]`` and never dialled."""
         out = []
         for raw in list(message.ObsAddrs)[:16]:
-            with contextlib.suppress(Exception):
-                out.append(str(multiaddr.Multiaddr(raw)))
+            try:
+                addr = str(multiaddr.Multiaddr(raw))
+            except Exception:
+                self.dropped["malformed_addr"] += 1
+                continue
+            scope = scope_of(addr)
+            if scope == "public" or (self.allow_private and scope in ("loopback", "private")):
+                out.append(addr)
+            else:
+                self.dropped["address_refused"] += 1
         return out
 
     async def _upgrade(self, stream: trio.SocketStream, peer: ID, initiator: bool) -> INetConn:
@@ -554,17 +583,43 @@ class DCUtR(Service):
         sock = transport.get_listener_socket() if transport is not None else None
         if sock is None:
             return False
+        sent = 0
         with trio.move_on_after(self.dial_timeout):
             while not self._direct(peer):
-                with contextlib.suppress(OSError):
-                    await sock.sendto(os.urandom(64), target)
-                await trio.sleep(0.02)
+                if sent < MAX_PUNCH_DATAGRAMS:
+                    with contextlib.suppress(OSError):
+                        await sock.sendto(os.urandom(64), target)
+                    sent += 1
+                # Quickly at first (the NAT mapping is needed now), then slower.
+                await trio.sleep(0.02 if sent < MAX_PUNCH_DATAGRAMS // 2 else 0.2)
         return bool(self._direct(peer))
 
     # ---------------------------------------------------------------- A: answer
     async def _handle(self, stream: INetStream) -> None:
+        """Answer one exchange, if the rules allow it: only over a relayed connection (as
+        go-libp2p's holepunch service does), one per peer at a time, ``max_inbound`` in
+        total. A refused stream is reset and counted."""
         peer = stream.muxed_conn.peer_id
         key = peer.to_base58()
+        reason = None
+        if not is_relayed(connection_of(self.host, stream)):
+            reason = "not_relayed"
+        elif key in self._answering:
+            reason = "busy_peer"
+        elif len(self._answering) >= self.max_inbound:
+            reason = "too_many"
+        if reason is not None:
+            self.dropped[reason] += 1
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+        self._answering.add(key)
+        try:
+            await self._answer(stream, peer, key)
+        finally:
+            self._answering.discard(key)
+
+    async def _answer(self, stream: INetStream, peer: ID, key: str) -> None:
         started = time.perf_counter()
         attempts = 0
         remote: list[str] = []
