@@ -147,8 +147,13 @@ def test_a_relay_failing_a_refresh_loses_that_reservation_only(
         answered = len(steady.answers)
         assert wait_until(lambda: len(steady.answers) >= answered + 2, 15), steady.answers
         assert circuit_addrs(node) == [steady_circuit]
-        expected = {} if step in ("cut_off", "silent") else {"malformed": 1}
-        assert dropped(node, "relay_client") == expected
+        # The node tries to get a lost reservation back (relay_rejoin_window): each garbage
+        # answer to those tries is counted too.
+        counts = dropped(node, "relay_client")
+        if step in ("cut_off", "silent"):
+            assert counts == {}
+        else:
+            assert set(counts) == {"malformed"} and counts["malformed"] >= 1, counts
         assert_untouched(node, "relay_client")
         # A new reservation, on a real relay, and a peer reaches the node through it.
         with (
