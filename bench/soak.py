@@ -32,6 +32,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -127,8 +128,12 @@ def soak_lab(
     interval: float,
     plain: int = 3,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    task_growth_after: float | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Run the lab soak (see the module docstring); the readings and the cycle counts."""
+    """Run the lab soak (see the module docstring); the readings and the cycle counts.
+
+    With ``task_growth_after`` (seconds), the tasks alive by name are read at the first
+    reading after that time and at the end, and what grew is printed per node."""
     from ucsdk.lab import Lab
     from ucsdk.lab.scenarios import circuit_addr
 
@@ -169,8 +174,13 @@ def soak_lab(
 
         t0 = time.monotonic()
         next_reading = 0.0
+        names_then: dict[str, Counter[str]] = {}
         while True:
             now = time.monotonic() - t0
+            if task_growth_after is not None and now >= task_growth_after and not names_then:
+                names_then = {
+                    n: Counter(dict(h.node.resources(True).task_names)) for n, h in hosts.items()
+                }
             if now >= next_reading:
                 cycles = counts["punch_cycles"] + counts["plain_cycles"]
                 for name, h in hosts.items():
@@ -190,6 +200,9 @@ def soak_lab(
                     with contextlib.suppress(errors.UcsdkError):
                         a.node.disconnect(b.node.peer_id)
                         a.node.disconnect(p.node.peer_id)
+        for name, then in names_then.items():
+            grew = Counter(dict(hosts[name].node.resources(True).task_names)) - then
+            print(f"  tasks that grew on {name}: {grew.most_common(8)}", file=sys.stderr)
     return pd.DataFrame(rows, columns=COLUMNS), counts
 
 
@@ -235,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     for m, v in DEFAULT_SLACK.items():
         parser.add_argument(f"--slack-{m.replace('_', '-')}", type=float, default=v)
     parser.add_argument("--no-lab", action="store_true", help="loopback only, no root needed")
+    parser.add_argument(
+        "--task-growth", action="store_true", help="print which tasks grew after warm-up"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write readings and verdict")
     args = parser.parse_args(argv)
     warmup = args.duration * 0.2 if args.warmup is None else args.warmup
@@ -254,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         except errors.LabUnavailable as exc:
             print(f"bench/soak.py: skipped: {exc} (--no-lab runs without the lab)")
             return 0
-        frame, counts = soak_lab(args.duration, args.interval, args.plain, show)
+        frame, counts = soak_lab(
+            args.duration,
+            args.interval,
+            args.plain,
+            show,
+            task_growth_after=warmup if args.task_growth else None,
+        )
     result = verdict(frame, warmup, slack)
     print(f"cycles: {counts}")
     print(f"after {warmup:g} s of warm-up: {result.summary()}")

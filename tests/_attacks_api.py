@@ -27,3 +27,24 @@ async def serve_silent(host: Any, args: dict[str, Any]) -> bool:
 
     host.set_stream_handler(TProtocol(args["protocol"]), handler)
     return True
+
+
+@attack("churn")
+async def churn(host: Any, args: dict[str, Any]) -> dict[str, int]:
+    """Connect to ``args["addr"]`` and disconnect, ``args["times"]`` times, pausing
+    ``args["pause"]`` seconds after each; how many connects succeeded and failed."""
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    info = info_from_p2p_addr(multiaddr.Multiaddr(args["addr"]))
+    done = {"connected": 0, "failed": 0}
+    for _ in range(int(args.get("times", 10))):
+        try:
+            with trio.fail_after(float(args.get("timeout", 5))):
+                await host.connect(info)
+            done["connected"] += 1
+        except Exception:
+            done["failed"] += 1
+        await host.disconnect(info.peer_id)
+        await trio.sleep(float(args.get("pause", 0.2)))
+    return done

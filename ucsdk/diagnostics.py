@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 import trio
 
-__all__ = ["ResourceUsage", "count_trio_tasks", "process_resources"]
+__all__ = ["ResourceUsage", "count_trio_tasks", "process_resources", "trio_task_names"]
 
 
 @dataclass(frozen=True)
 class ResourceUsage:
     """One reading: ``fds`` open file descriptors, ``threads`` OS threads, ``tasks`` trio
-    tasks alive on the node's event loop, ``rss_bytes`` resident memory."""
+    tasks alive on the node's event loop, ``rss_bytes`` resident memory; with
+    ``detail=True``, ``task_names`` holds how many tasks run each function, most first."""
 
     fds: int
     threads: int
     tasks: int
     rss_bytes: int
+    task_names: tuple[tuple[str, int], ...] = ()
 
     @property
     def rss_mb(self) -> float:
@@ -40,20 +43,31 @@ class ResourceUsage:
         return self.rss_bytes / (1024 * 1024)
 
 
-def count_trio_tasks() -> int:
-    """Tasks alive in the calling trio run, the root task included (call it on the loop)."""
-    count = 0
+def trio_task_names() -> Counter[str]:
+    """Tasks alive in the calling trio run by name, the root task included (call it on
+    the loop)."""
+    names: Counter[str] = Counter()
     stack = [trio.lowlevel.current_root_task()]
     while stack:
         task = stack.pop()
-        count += 1
+        names[task.name] += 1
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
-    return count
+    return names
 
 
-def process_resources(tasks: int) -> ResourceUsage:
-    """This process's fds, threads and memory, with ``tasks`` counted by the caller."""
+def count_trio_tasks() -> int:
+    """How many tasks are alive in the calling trio run (call it on the loop)."""
+    return sum(trio_task_names().values())
+
+
+def process_resources(tasks: int | Counter[str]) -> ResourceUsage:
+    """This process's fds, threads and memory, with ``tasks`` counted by the caller (a
+    count, or a :func:`trio_task_names` counter to keep the names too)."""
+    names: tuple[tuple[str, int], ...] = ()
+    if isinstance(tasks, Counter):
+        names = tuple(tasks.most_common())
+        tasks = sum(tasks.values())
     try:
         fds = len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -69,4 +83,4 @@ def process_resources(tasks: int) -> ResourceUsage:
             rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         rss = -1
-    return ResourceUsage(fds=fds, threads=threads, tasks=tasks, rss_bytes=rss)
+    return ResourceUsage(fds=fds, threads=threads, tasks=tasks, rss_bytes=rss, task_names=names)

@@ -53,7 +53,12 @@ from ucsdk.connectivity.natcoord import NatCoordinator
 from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.connectivity.supervisor import Supervisor
-from ucsdk.diagnostics import ResourceUsage, count_trio_tasks, process_resources
+from ucsdk.diagnostics import (
+    ResourceUsage,
+    count_trio_tasks,
+    process_resources,
+    trio_task_names,
+)
 from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
@@ -387,10 +392,10 @@ class UniversalConnectivityManager(Service):
         """Every hole-punch outcome this node took part in."""
         return self.nat.hole_punches()
 
-    def resources(self) -> ResourceUsage:
+    def resources(self, detail: bool = False) -> ResourceUsage:
         """The process's open fds, threads, trio tasks and resident memory, now (call it on
-        the node's loop; see :mod:`ucsdk.diagnostics`)."""
-        return process_resources(count_trio_tasks())
+        the node's loop; see :mod:`ucsdk.diagnostics`); ``detail`` adds the tasks by name."""
+        return process_resources(trio_task_names() if detail else count_trio_tasks())
 
     def is_connected(self, peer_id: str) -> bool:
         return self.peers.is_connected(peer_id)

@@ -173,6 +173,31 @@ def test_async_stop_from_a_callback_and_from_asyncio() -> None:
         other.stop()
 
 
+# ------------------------------------------------- inbound connection churn
+def test_connection_churn_neither_leaks_tasks_nor_locks_out_inbound_connections() -> None:
+    """py-libp2p kept each inbound connection's handler task, and its slot of the inbound
+    cap (max_connections), until the node stopped: a peer that connected and disconnected
+    max_connections times locked every later inbound connection out, for good."""
+    victim = ucsdk.Node.development(enable_mdns=False, max_connections=8)
+    try:
+        with Attacker() as attacker, Attacker() as honest:
+            attacker.run("churn", addr=victim.addrs[0], times=2, pause=0.3)  # warm-up
+            assert _wait_for(lambda: victim.connections().empty)
+            time.sleep(2)  # let the services settle (pubsub starts on first use)
+            tasks_before = victim.resources().tasks
+            done = attacker.run("churn", addr=victim.addrs[0], times=20, pause=0.3)
+            assert done["connected"] >= 16, done  # before: 6 connected, then 14 refused
+            # An honest peer (another process) still gets in.
+            assert honest.run("connect", addr=victim.addrs[0], timeout=5) == victim.peer_id
+        # The handlers of the closed connections are gone.
+        assert _wait_for(lambda: victim.resources().tasks <= tasks_before + 5), (
+            tasks_before,
+            victim.resources().tasks,
+        )
+    finally:
+        victim.stop()
+
+
 # ------------------------------------------------------------------- resources
 def test_resources_reads_the_process(node_pair: tuple[ucsdk.Node, ucsdk.Node]) -> None:
     a, b = node_pair

@@ -304,10 +304,10 @@ class LabNode:
 
         return widgets.show(self, **options)
 
-    def resources(self, *, timeout: float | None = 30.0) -> ResourceUsage:
+    def resources(self, detail: bool = False, *, timeout: float | None = 30.0) -> ResourceUsage:
         """The node process's open fds, threads, trio tasks and resident memory (see
         :meth:`ucsdk.Node.resources`), read inside that process."""
-        result: ResourceUsage = self.call("resources", timeout=timeout)
+        result: ResourceUsage = self.call("resources", bool(detail), timeout=timeout)
         return result
 
     def rss_bytes(self) -> int:
