@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean lab-deps browser-deps jupyter proto
+.PHONY: demo test lint typecheck bench soak venv clean lab-deps browser-deps jupyter proto
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dial.py
+
+# Ten minutes of connect/ping/disconnect and relay/punch cycles on the NAT lab (root):
+# are fds, threads, trio tasks and RSS flat? (SOAK_ARGS="--duration 60" for a short one)
+soak: $(STAMP) lab-deps
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -69,9 +69,18 @@ def parse_peer_id(value: Any) -> ID:
         peer_id = ID.from_base58(value)
     except Exception:
         raise errors.InvalidPeerId(value) from None
-    if not peer_id.to_bytes():
+    if not _is_peer_multihash(peer_id.to_bytes()):
         raise errors.InvalidPeerId(value)
     return peer_id
+
+
+def _is_peer_multihash(raw: bytes) -> bool:
+    """Whether ``raw`` is a peer id's multihash: sha2-256 of a key (0x12 0x20 + 32 bytes)
+    or an inlined key (identity, 0x00 + length + at most 42 bytes), as the peer-id spec
+    says."""
+    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
+        return True
+    return len(raw) >= 3 and raw[0] == 0x00 and raw[1] <= 42 and len(raw) == 2 + raw[1]
 
 
 def parse_multiaddr(value: Any) -> multiaddr.Multiaddr:

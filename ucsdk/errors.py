@@ -108,6 +108,16 @@ class PingError(UcsdkError):
         super().__init__(f"ping to {peer_id} failed: {reason}")
 
 
+class OperationFailed(UcsdkError, RuntimeError):
+    """An operation failed inside py-libp2p for a reason none of the other errors names
+    (e.g. closing a connection, a DHT lookup); the original exception is ``__cause__``."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"{operation} failed: {reason}")
+
+
 class Timeout(UcsdkError, TimeoutError):
     """A blocking call did not finish within its ``timeout``."""
 
@@ -158,6 +168,7 @@ __all__ = [
     "LabUnavailable",
     "NodeStartError",
     "NodeStopped",
+    "OperationFailed",
     "PeerNotFound",
     "PingError",
     "Timeout",

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.crypto.keys import KeyPair
@@ -232,7 +233,53 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     # manager's dial strategy and bootstrap loop own retries, so a dial fails fast here.
     host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
     guard_stream_handlers(host)
+    end_inbound_handlers_with_their_connection(host)
     return host
+
+
+# How often a finished inbound connection's handler notices that its socket is closed.
+INBOUND_WATCH_INTERVAL = 1.0
+
+
+def end_inbound_handlers_with_their_connection(host: IHost) -> None:
+    """Let each inbound connection's handler task end when its connection closes.
+
+    py-libp2p's swarm keeps the task that accepted an inbound connection waiting until the
+    whole swarm stops (``manager.wait_finished()``, "intentional barrier"), and with it a
+    slot of its inbound-connection limiter: every connection a peer opened and closed left
+    one task behind for the node's lifetime (the soak bench saw +1 trio task per inbound
+    connection, bench/soak.py). Here each such handler runs beside a watcher that cancels
+    it once the connection's socket (TCP) or QUIC connection is closed.
+    """
+    swarm: Any = host.get_network()
+    original = getattr(swarm, "_handle_inbound_connection", None)
+    if original is None or getattr(original, "_ucsdk_bounded", False):
+        return
+
+    async def bounded(read_write_closer: Any, maddr: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_when_closed, read_write_closer, nursery.cancel_scope)
+            await original(read_write_closer, maddr)
+            nursery.cancel_scope.cancel()
+
+    bounded._ucsdk_bounded = True  # type: ignore[attr-defined]
+    swarm._handle_inbound_connection = bounded
+
+
+def _is_closed(conn: Any) -> bool:
+    """Whether an inbound raw connection (py-libp2p's TCP stream, or a QUIC connection)
+    is closed."""
+    closed = getattr(conn, "is_closed", None)
+    if isinstance(closed, bool):
+        return closed
+    sock = getattr(getattr(conn, "stream", None), "socket", None)
+    return sock is not None and sock.fileno() == -1
+
+
+async def _cancel_when_closed(conn: Any, scope: trio.CancelScope) -> None:
+    while not _is_closed(conn):
+        await trio.sleep(INBOUND_WATCH_INTERVAL)
+    scope.cancel()
 
 
 def interface_ipv4_addresses() -> list[str]:

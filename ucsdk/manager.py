@@ -53,6 +53,12 @@ from ucsdk.connectivity.natcoord import NatCoordinator
 from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.connectivity.supervisor import Supervisor
+from ucsdk.diagnostics import (
+    ResourceUsage,
+    count_trio_tasks,
+    process_resources,
+    trio_task_names,
+)
 from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
@@ -397,6 +403,11 @@ class UniversalConnectivityManager(Service):
         """Every hole-punch outcome this node took part in."""
         return self.nat.hole_punches()
 
+    def resources(self, detail: bool = False) -> ResourceUsage:
+        """The process's open fds, threads, trio tasks and resident memory, now (call it on
+        the node's loop; see :mod:`ucsdk.diagnostics`); ``detail`` adds the tasks by name."""
+        return process_resources(trio_task_names() if detail else count_trio_tasks())
+
     def is_connected(self, peer_id: str) -> bool:
         return self.peers.is_connected(peer_id)
 
@@ -478,7 +489,14 @@ class UniversalConnectivityManager(Service):
         if record is not None and record.multiaddrs:
             return record.snapshot()
         if self.dht is not None:
-            found = await self.dht.find_peer(pid)
+            try:
+                found = await self.dht.find_peer(pid)
+            except errors.UcsdkError:
+                raise
+            except Exception as exc:
+                raise errors.OperationFailed(
+                    f"DHT lookup of {pid.to_base58()}", _reason(exc)
+                ) from exc
             if found is not None:
                 return self.report_peer(found.peer_id, found.multiaddrs, "dht")
         raise errors.PeerNotFound(pid.to_base58())
@@ -559,21 +577,40 @@ class UniversalConnectivityManager(Service):
 
     @staticmethod
     def _content_key(key: str) -> str:
+        expected = "a non-empty string of <= 1024 chars that encodes as UTF-8"
         if not isinstance(key, str) or not key or len(key) > 1024:
-            raise errors.InvalidInput("content key", key, "a non-empty string of <= 1024 chars")
+            raise errors.InvalidInput("content key", key, expected)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.InvalidInput("content key", key, expected) from None
         return key
 
     async def provide(self, key: str) -> bool:
         """Announce on the DHT that this node provides ``key``; True when stored somewhere."""
-        return await self._require_dht("provide content").provide(self._content_key(key))
+        dht = self._require_dht("provide content")
+        key = self._content_key(key)
+        try:
+            return await dht.provide(key)
+        except errors.UcsdkError:
+            raise
+        except Exception as exc:
+            raise errors.OperationFailed(f"providing {key!r} on the DHT", _reason(exc)) from exc
 
     async def find_providers(self, key: str, count: int = 20) -> list[DiscoveredPeer]:
         """Peers that provide ``key`` according to the DHT, each listed once."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise errors.InvalidInput("provider count", count, "a whole number >= 1")
-        found = await self._require_dht("find providers").find_providers(
-            self._content_key(key), count
-        )
+        dht = self._require_dht("find providers")
+        key = self._content_key(key)
+        try:
+            found = await dht.find_providers(key, count)
+        except errors.UcsdkError:
+            raise
+        except Exception as exc:
+            raise errors.OperationFailed(
+                f"finding providers of {key!r} on the DHT", _reason(exc)
+            ) from exc
         return [self.report_peer(p.peer_id, p.multiaddrs, "dht") for p in found]
 
     # ------------------------------------------------------------------- actions
@@ -599,7 +636,16 @@ class UniversalConnectivityManager(Service):
     async def disconnect(self, peer_id: str | ID) -> None:
         """Close every connection to ``peer_id``."""
         pid = parse_peer_id(peer_id)
-        await self.host.disconnect(pid)
+        try:
+            await self.host.disconnect(pid)
+        except Exception as exc:
+            raise errors.OperationFailed(f"disconnecting {pid.to_base58()}", _reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a reason: its type and first line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 async def setup_universal_connectivity(

@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import html
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 
 from ucsdk import errors, frames
 from ucsdk.config import ConnectivityConfig
+from ucsdk.diagnostics import ResourceUsage
 from ucsdk.host import build_host
 from ucsdk.identity import load_or_create_key_pair
 from ucsdk.manager import UniversalConnectivityManager
@@ -74,10 +76,40 @@ def run_stop_hooks(hooks: list[Callable[[], None]]) -> None:
     hooks.clear()
 
 
-def _check_timeout(timeout: Any) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise errors.InvalidInput("timeout", timeout, "a positive number of seconds")
-    return float(timeout)
+# A deadline further away than this is no deadline: threading's waits cannot take longer
+# ones (they overflow the platform's time_t), and 10**9 s is over 31 years.
+NO_LIMIT = 1e9
+
+
+def check_timeout(timeout: Any, what: str = "timeout") -> float:
+    """``timeout`` as seconds: a positive number; ``float("inf")`` means no limit.
+
+    NaN, zero, negative numbers and non-numbers raise :class:`ucsdk.errors.InvalidInput`
+    naming the value. Any value of :data:`NO_LIMIT` (10**9 s) or more, ``inf`` included,
+    means "wait as long as it takes" (returned as ``inf``).
+
+    Example:
+        >>> check_timeout(2), check_timeout(float("inf"))
+        (2.0, inf)
+        >>> try:
+        ...     check_timeout(float("nan"))
+        ... except ValueError as exc:
+        ...     print(type(exc).__name__, exc.value)
+        InvalidInput nan
+    """
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or not timeout > 0
+    ):
+        raise errors.InvalidInput(what, timeout, "a positive number of seconds (inf for no limit)")
+    return math.inf if timeout >= NO_LIMIT else float(timeout)
+
+
+def wait_seconds(limit: float, grace: float = 0.0) -> float | None:
+    """What a thread's wait takes for a checked ``limit``: ``None`` (no limit) for ``inf``."""
+    return None if math.isinf(limit) else limit + grace
 
 
 class Node:
@@ -111,9 +143,10 @@ class Node:
         if not isinstance(base, ConnectivityConfig):
             raise errors.ConfigError("config", base, "a ucsdk.ConnectivityConfig or None")
         self.config = base.replace(**overrides) if overrides else base.validate()
-        self.timeout = _check_timeout(timeout)
+        self.timeout = check_timeout(timeout)
         self._state_lock = threading.Lock()
         self._stopped = False
+        self._closed_event = threading.Event()
         self._stop_hooks: list[Callable[[], None]] = []
         self._stop_requested: trio.Event | None = None
         self._manager: UniversalConnectivityManager | None = None
@@ -127,6 +160,7 @@ class Node:
             )
         except BaseException as exc:
             self._stopped = True
+            self._closed_event.set()
             _RUNTIME.__exit__(None, None, None)
             if isinstance(exc, errors.UcsdkError):
                 raise
@@ -185,18 +219,41 @@ class Node:
                 await host.close()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the node and release its sockets; calling it again does nothing."""
+        """Stop the node and release its sockets; calling it again does nothing.
+
+        From any other thread it returns once the host is closed (or, past ``timeout``,
+        after cancelling it). Called on the node's own event-loop thread (inside a
+        callback) it cannot wait for the loop it runs on: it asks the node to stop and
+        returns at once, and the host closes as soon as the callback returns (a helper
+        thread waits for that and ends). Either way :attr:`running` is ``False`` from the
+        moment ``stop()`` is called, and :meth:`wait_stopped` returns ``True`` once the
+        host is closed and its sockets released.
+        """
+        limit = self.timeout if timeout is None else check_timeout(timeout)
         with self._state_lock:
             if self._stopped:
                 return
             self._stopped = True
         _LIVE_NODES.discard(self)
-        limit = self.timeout if timeout is None else _check_timeout(timeout)
         run_stop_hooks(self._stop_hooks)
+        if threading.get_ident() == self._loop_thread:
+            if self._stop_requested is not None:
+                self._stop_requested.set()
+            threading.Thread(
+                target=self._finish_stop, args=(limit,), name=f"ucsdk-stop-{self.peer_id[-8:]}"
+            ).start()
+            return
         try:
             if self._stop_requested is not None:
                 self._portal.call(self._stop_requested.set)
-            self._lifetime_future.result(limit)
+        except Exception as exc:
+            logger.warning("node %s: could not ask the loop to stop: %r", self.peer_id, exc)
+        self._finish_stop(limit)
+
+    def _finish_stop(self, limit: float) -> None:
+        """Wait (on a thread other than the loop's) until the node's task has ended."""
+        try:
+            self._lifetime_future.result(wait_seconds(limit))
         except concurrent.futures.TimeoutError:
             logger.warning("node %s did not stop within %g s; cancelling it", self.peer_id, limit)
             self._lifetime_future.cancel()
@@ -207,12 +264,35 @@ class Node:
             # at shutdown un-closed; without references the garbage collector closes it.
             self._manager = None
             _RUNTIME.__exit__(None, None, None)
+            self._closed_event.set()
 
     close = stop
 
     @property
     def running(self) -> bool:
+        """``True`` until :meth:`stop` is called (calls are refused from then on)."""
         return not self._stopped
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait until the node has stopped and its host is closed; ``True`` when it has,
+        ``False`` if ``timeout`` (default: no limit) passed first.
+
+        Useful after ``stop()`` was called from a callback, which returns before the host
+        is closed.
+
+        Example:
+            >>> from ucsdk import Node
+            >>> node = Node.development(enable_mdns=False)
+            >>> node.stop()
+            >>> node.running, node.wait_stopped(timeout=1)
+            (False, True)
+        """
+        limit = math.inf if timeout is None else check_timeout(timeout)
+        if self._closed_event.is_set():
+            return True
+        if threading.get_ident() == self._loop_thread:
+            raise errors.WrongThread("wait for the node to stop")
+        return self._closed_event.wait(wait_seconds(limit))
 
     def __enter__(self) -> Node:
         return self
@@ -233,10 +313,11 @@ class Node:
             raise errors.NodeStopped(operation)
         if threading.get_ident() == self._loop_thread:
             raise errors.WrongThread(operation)
-        limit = self.timeout if timeout is None else _check_timeout(timeout)
+        limit = self.timeout if timeout is None else check_timeout(timeout)
         assert self._trio_token is not None
+        # A manager call's failure reaches the caller as a ucsdk error, cause chained.
+        call = _LoopCall(self._trio_token, wrap=isinstance(fn, str))
         fn = self._resolve(operation, fn)
-        call = _LoopCall(self._trio_token)
 
         def spawn() -> None:
             nursery = self._call_nursery
@@ -265,7 +346,7 @@ class Node:
     ) -> Any:
         call, limit = self._submit(operation, fn, *args, timeout=timeout)
         try:
-            return call.future.result(limit + _GRACE)
+            return call.future.result(wait_seconds(limit, _GRACE))
         except concurrent.futures.TimeoutError:
             call.cancel()
             raise errors.Timeout(operation, limit) from None
@@ -282,7 +363,7 @@ class Node:
         fn = self._resolve(operation, fn)
         if threading.get_ident() == self._loop_thread:
             return fn()
-        limit = self.timeout if timeout is None else _check_timeout(timeout)
+        limit = self.timeout if timeout is None else check_timeout(timeout)
         assert self._trio_token is not None
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -298,7 +379,7 @@ class Node:
         except trio.RunFinishedError:
             raise errors.NodeStopped(operation) from None
         try:
-            return future.result(limit)
+            return future.result(wait_seconds(limit))
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise errors.Timeout(operation, limit) from None
@@ -370,6 +451,22 @@ class Node:
         return self._snapshot("read metrics", "get_metrics", timeout)
 
     get_metrics = metrics
+
+    def resources(self, detail: bool = False, *, timeout: float | None = None) -> ResourceUsage:
+        """The node process's open fds, threads, trio tasks and resident memory, now
+        (a :class:`ucsdk.diagnostics.ResourceUsage`; the figures are the whole process's);
+        ``detail=True`` adds ``task_names``, the live trio tasks by function, for leak hunts.
+
+        Example:
+            >>> from ucsdk import Node
+            >>> with Node.development(enable_mdns=False) as node:
+            ...     usage = node.resources()
+            >>> usage.fds > 0 and usage.tasks > 0 and usage.rss_mb > 0
+            True
+        """
+        return self._snapshot(
+            "read resources", lambda: self.manager.resources(bool(detail)), timeout
+        )
 
     def get_discovered_peers(self, *, timeout: float | None = None) -> list[DiscoveredPeer]:
         """Every peer this node has heard of, as :class:`DiscoveredPeer` objects."""
@@ -494,7 +591,8 @@ class _LoopCall:
     """One facade call running on the loop thread: a future for the caller, and a cancel
     scope the caller can cancel from its own thread."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken, *, wrap: bool = False) -> None:
+        self._wrap = wrap
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._token = token
         self._scope: trio.CancelScope | None = None
@@ -527,7 +625,7 @@ class _LoopCall:
                 self._scope = scope
                 if self._cancelled:
                     scope.cancel()
-                with trio.fail_after(limit):
+                with trio.fail_after(limit) if limit < math.inf else contextlib.nullcontext():
                     result = fn(*args)
                     if isinstance(result, Awaitable):
                         result = await result
@@ -540,6 +638,10 @@ class _LoopCall:
             self.future.set_exception(errors.NodeStopped(operation))
             raise
         except Exception as exc:
+            if self._wrap and not isinstance(exc, errors.UcsdkError):
+                wrapped = errors.OperationFailed(operation, _first_line(exc))
+                wrapped.__cause__ = exc
+                exc = wrapped
             self.future.set_exception(exc)
 
 
@@ -581,7 +683,9 @@ class AsyncNode:
     ) -> Any:
         call, limit = self._node._submit(operation, fn, *args, timeout=timeout)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(call.future), limit + _GRACE)
+            return await asyncio.wait_for(
+                asyncio.wrap_future(call.future), wait_seconds(limit, _GRACE)
+            )
         except asyncio.TimeoutError:
             call.cancel()
             raise errors.Timeout(operation, limit) from None
@@ -629,6 +733,17 @@ class AsyncNode:
         return await self._await("read metrics", "get_metrics", timeout=None)
 
     get_metrics = metrics
+
+    async def resources(
+        self, detail: bool = False, *, timeout: float | None = None
+    ) -> ResourceUsage:
+        """See :meth:`Node.resources`."""
+        return await self._await("read resources", "resources", bool(detail), timeout=timeout)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the node without blocking the caller's event loop (see :meth:`Node.stop`)."""
+        limit = self._node.timeout if timeout is None else check_timeout(timeout)
+        await asyncio.to_thread(self._node.stop, limit)
 
     async def get_discovered_peers(self) -> list[DiscoveredPeer]:
         return await self._await("read peers", "get_discovered_peers", timeout=None)

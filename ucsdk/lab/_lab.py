@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -30,13 +31,14 @@ from typing import Any
 import pandas as pd
 
 from ucsdk import errors
+from ucsdk.diagnostics import ResourceUsage
 from ucsdk.lab import net
 from ucsdk.lab.nat import NatType, router_ruleset
 from ucsdk.lab.rpc import read_frame, write_frame
 from ucsdk.lab.stun import STUN_PORT
 from ucsdk.metrics import ConnectivityMetrics
 from ucsdk.peers import DiscoveredPeer, PeerInfo
-from ucsdk.sync import run_stop_hooks
+from ucsdk.sync import check_timeout, run_stop_hooks, wait_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -155,20 +157,25 @@ class LabNode:
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         """Block until the node runs; its ``peer_id`` and ``addrs``."""
+        limit = check_timeout(timeout)
         if self._info is None:
             try:
-                self._info = self._ready.result(timeout)
+                self._info = self._ready.result(wait_seconds(limit))
             except TimeoutError:
                 raise errors.Timeout(f"starting lab node {self.host!r}", timeout) from None
         return self._info
 
     def call(self, method: str, *args: Any, timeout: float | None = 60.0, **kwargs: Any) -> Any:
-        """Run ``method`` on the node in its process; its result."""
+        """Run ``method`` on the node in its process; its result.
+
+        ``timeout`` (seconds, ``inf`` or ``None`` for no limit) bounds the call here and is
+        passed on to the node's own call."""
+        limit = math.inf if timeout is None else check_timeout(timeout)
         self.wait_ready()
         if self._closed:
             raise errors.NodeStopped(f"{method} on lab node {self.host!r}")
         if timeout is not None and method not in ("stun_probe", "tcp_probe", "stun_stats"):
-            kwargs["timeout"] = timeout
+            kwargs["timeout"] = limit
         future: Future[Any] = Future()
         with self._lock:
             call_id = next(self._ids)
@@ -180,9 +187,9 @@ class LabNode:
                 self._pending.pop(call_id, None)
                 raise errors.LabError(f"lab node {self.host!r}", "ProcessExited", str(exc)) from exc
         try:
-            return future.result(None if timeout is None else timeout + _GRACE)
+            return future.result(wait_seconds(limit, _GRACE))
         except TimeoutError:
-            raise errors.Timeout(f"{method} on lab node {self.host!r}", timeout or 0) from None
+            raise errors.Timeout(f"{method} on lab node {self.host!r}", limit) from None
 
     # ---------------------------------------------------------- Node's calls
     @property
@@ -301,6 +308,12 @@ class LabNode:
 
         return widgets.show(self, **options)
 
+    def resources(self, detail: bool = False, *, timeout: float | None = 30.0) -> ResourceUsage:
+        """The node process's open fds, threads, trio tasks and resident memory (see
+        :meth:`ucsdk.Node.resources`), read inside that process."""
+        result: ResourceUsage = self.call("resources", bool(detail), timeout=timeout)
+        return result
+
     def rss_bytes(self) -> int:
         """Resident memory of the node's process (from ``/proc``)."""
         with open(f"/proc/{self.pid}/statm") as fh:
@@ -308,6 +321,7 @@ class LabNode:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the node and its process (idempotent)."""
+        limit = check_timeout(timeout)
         if self._closed:
             return
         self._closed = True
@@ -321,7 +335,7 @@ class LabNode:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
             try:
-                self._proc.wait(timeout)
+                self._proc.wait(wait_seconds(limit))
             except subprocess.TimeoutExpired:
                 self._proc.terminate()
                 try:

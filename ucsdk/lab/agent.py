@@ -50,6 +50,7 @@ NODE_CALLS = frozenset(
         "services",
         "addresses",
         "dial_attempts",
+        "resources",
     }
 )
 
