@@ -239,8 +239,16 @@ class MDNSService(DiscoveryService):
             return
         if name.startswith(f"{self.instance_name}."):
             return
-        info = zeroconf.get_service_info(service_type, name, timeout=3000)
-        if info is None or not info.text:
+        try:
+            info = zeroconf.get_service_info(service_type, name, timeout=3000)
+        except Exception as exc:  # e.g. BadTypeInNameException: it would end the browser
+            self._drop("bad_name", f"{name!r}: {type(exc).__name__}")
+            return
+        if info is None:
+            self._drop("unresolved", name)  # no SRV/TXT for it within 3 s
+            return
+        if not info.text:
+            self._drop("no_dnsaddr", name)
             return
         try:
             peer_id, addrs = parse_dnsaddrs(decode_txt(info.text))
