@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean lab-deps browser-deps jupyter proto
+.PHONY: demo test lint typecheck bench fuzz venv clean lab-deps browser-deps jupyter proto
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dial.py
+
+# Fuzz every handler that parses network input for MINUTES (default 5); prints a table.
+MINUTES ?= 5
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
