@@ -29,14 +29,16 @@ absurd values) and byte-level mutations of them; a failure is shrunk to a minima
 and kept in its example database, so it is replayed first next run; ``deadline`` and
 ``max_examples`` bound each run, and the CI part stays small while ``make fuzz`` runs long.
 
-The victim's addresses are loopback only and generated addresses are loopback, TEST-NET
-or garbage, so nothing a case says makes any process send traffic off this machine.
+The victim's addresses are loopback only, generated addresses are loopback or garbage, and
+a case whose mutation could name another host is discarded (:func:`stays_local`), so
+nothing a case says makes any process send traffic off this machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import secrets
 import struct
@@ -98,8 +100,8 @@ def _quic(ip: str, port: int) -> bytes:
     return multiaddr.Multiaddr(f"/ip4/{ip}/udp/{port}/quic-v1").to_bytes()
 
 
-# Addresses a case may carry: loopback or TEST-NET (never routed), or not an address at all.
-_IP = st.sampled_from(["127.0.0.1", "127.0.0.2", "192.0.2.1", "198.51.100.7", "0.0.0.0"])
+# Addresses a case may carry: loopback, or not an address at all (see ``stays_local``).
+_IP = st.sampled_from(["127.0.0.1", "127.0.0.2", "127.255.255.254", "0.0.0.0"])
 _PORT = st.one_of(st.just(0), st.just(65535), st.integers(1, 65535))
 ADDR = st.one_of(
     st.builds(_tcp, _IP, _PORT),
@@ -113,6 +115,71 @@ def _addrs(max_size: int) -> st.SearchStrategy[list[bytes]]:
 
 
 PEER_BYTES = st.one_of(st.just(b""), st.binary(max_size=40), st.just(b"\x00\x24" + b"\x08" * 36))
+
+
+_LOCAL_IPS = ("127.", "0.0.0.0", "::1", "::")
+
+
+def _local_ip(text: str) -> bool:
+    return text.startswith(_LOCAL_IPS) or text in ("::1", "::")
+
+
+def _addr_is_local(raw: bytes) -> bool:
+    """False if ``raw`` decodes to a multiaddr naming a host off this machine."""
+    try:
+        parts = str(multiaddr.Multiaddr(raw)).split("/")
+    except Exception:
+        return True  # not an address: nothing to dial
+    for i, part in enumerate(parts[:-1]):
+        if part in ("ip4", "ip6") and not _local_ip(parts[i + 1]):
+            return False
+        if part in ("dns", "dns4", "dns6", "dnsaddr") and parts[i + 1] != "localhost":
+            return False
+    return True
+
+
+def _unframe(data: bytes) -> bytes:
+    size, i = 0, 0
+    for i, byte in enumerate(data[:10]):
+        size |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return data[i + 1 : i + 1 + size]
+    return data
+
+
+def stays_local(data: bytes, message_type: Any = None) -> bool:
+    """Could ``data`` name an address off this machine (a mutation can turn 127.0.0.1
+    into a public IP)?  Cases that could are discarded, so that nothing a discovery or
+    hole-punch handler learns from a case is ever dialled off loopback."""
+    for text in re.findall(rb"/ip[46]/([^/\x00-\x1f]*)", data):
+        if not _local_ip(text.decode("latin-1")):
+            return False
+    if re.search(rb"/dns[46a-z]*/", data):
+        return False
+    if message_type is None:
+        return True
+    candidates = [data, _unframe(data)]
+    for candidate in candidates:
+        try:
+            message = message_type.FromString(candidate)
+        except Exception:
+            continue
+        if not all(_addr_is_local(raw) for raw in _addr_fields(message)):
+            return False
+    return True
+
+
+def _addr_fields(message: Any) -> list[bytes]:
+    """Every repeated bytes field anywhere in ``message`` (the address lists)."""
+    out: list[bytes] = []
+    for descriptor, value in message.ListFields():
+        if descriptor.type == descriptor.TYPE_MESSAGE:
+            items = value if descriptor.is_repeated else [value]
+            for item in items:
+                out.extend(_addr_fields(item))
+        elif descriptor.type == descriptor.TYPE_BYTES:
+            out.extend(value if descriptor.is_repeated else [value])
+    return out
 
 
 def mutate(data: bytes) -> st.SearchStrategy[bytes]:
@@ -253,7 +320,7 @@ def dcutr_messages() -> st.SearchStrategy[bytes]:
     """One DCUtR frame then the end of the stream: never a SYNC after a CONNECT, so no
     case makes the node punch."""
     messages = st.builds(_holepunch, st.one_of(st.sampled_from([100, 300]), _ENUM), _addrs(300))
-    return framed(proto_mutations(messages))
+    return framed(proto_mutations(messages)).filter(lambda d: stays_local(d, HolePunch))
 
 
 def _dht(kind: int, key: bytes, peers: list[tuple[bytes, list[bytes]]], level: int) -> bytes:
@@ -273,7 +340,9 @@ def dht_messages() -> st.SearchStrategy[bytes]:
         st.lists(st.tuples(PEER_BYTES, _addrs(8)), max_size=6),
         st.integers(0, 2**31 - 1),
     )
-    return framed(proto_mutations(messages), max_size=16 * 1024)
+    return framed(proto_mutations(messages), max_size=16 * 1024).filter(
+        lambda d: stays_local(d, DhtMessage)
+    )
 
 
 def announcements(public_key: bytes) -> st.SearchStrategy[bytes]:
@@ -285,7 +354,9 @@ def announcements(public_key: bytes) -> st.SearchStrategy[bytes]:
         st.just([_tcp("127.0.0.1", 4001)] * 10_000),  # 10k addresses (oversized)
     )
     messages = st.builds(lambda k, a: Peer(publicKey=k, addrs=a).SerializeToString(), key, addrs)
-    return st.one_of(proto_mutations(messages), st.binary(max_size=256))
+    return st.one_of(proto_mutations(messages), st.binary(max_size=256)).filter(
+        lambda d: stays_local(d, Peer)
+    )
 
 
 def mdns_packets(service_type: str, peer_id: str) -> st.SearchStrategy[bytes]:
@@ -310,7 +381,7 @@ def mdns_packets(service_type: str, peer_id: str) -> st.SearchStrategy[bytes]:
         st.integers(0, 999_999),
         records,
     )
-    return st.one_of(packets.flatmap(mutate), st.binary(max_size=512))
+    return st.one_of(packets.flatmap(mutate), st.binary(max_size=512)).filter(stays_local)
 
 
 # ------------------------------------------------------------------------ the rig
