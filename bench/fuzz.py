@@ -45,8 +45,9 @@ def fuzz_round(rig: FuzzRig, handler: str, examples: int) -> list[str]:
     )
     @given(payload=rig.strategy(handler))
     def run(payload: bytes) -> None:
-        if rig.case(handler, payload) in DEFECTS:
-            defects.append(payload.hex())
+        outcome = rig.case(handler, payload)
+        if outcome in DEFECTS:
+            defects.append(f"{outcome} {payload.hex()}")
 
     run()
     return defects

@@ -351,7 +351,7 @@ def announcements(public_key: bytes) -> st.SearchStrategy[bytes]:
     addrs = st.one_of(
         st.lists(ADDR, max_size=4),
         st.lists(ADDR, min_size=50, max_size=200),
-        st.just([_tcp("127.0.0.1", 4001)] * 10_000),  # 10k addresses (oversized)
+        st.builds(lambda: [_tcp("127.0.0.1", 4001)] * 10_000),  # 10k addresses (oversized)
     )
     messages = st.builds(lambda k, a: Peer(publicKey=k, addrs=a).SerializeToString(), key, addrs)
     return st.one_of(proto_mutations(messages), st.binary(max_size=256)).filter(
@@ -598,7 +598,7 @@ class FuzzRig:
         kind = "packet" if handler in ("mdns", "pubsub") else case_kind(data)
         self.outcomes.add(handler, kind, outcome)
         if outcome in DEFECTS:
-            self.uncounted.append((handler, data.hex(), info))
+            self.uncounted.append((handler, data.hex(), {"outcome": outcome, **info}))
         return outcome
 
     def _stream_case(
@@ -627,11 +627,17 @@ class FuzzRig:
         return UNCOUNTED, answer
 
     def _case_autonat(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        # Served: answered with a dial-back result, or a well-formed DIAL whose dial-back
+        # is still running when the attacker stops waiting (a silent QUIC port on
+        # loopback takes the whole dial timeout, 10 s per address).
         return self._stream_case(
             "autonat",
             str(AUTONAT_PROTOCOL),
             data,
-            lambda a: _status(a["reply_hex"], AutoNATMessage) in _AUTONAT_SERVED,
+            lambda a: (
+                _status(a["reply_hex"], AutoNATMessage) in _AUTONAT_SERVED
+                or (a["ended"] == "timeout" and not a["reply_hex"] and _is_dial(data))
+            ),
         )
 
     def _case_relay_hop(self, data: bytes) -> tuple[str, dict[str, Any]]:
@@ -702,6 +708,22 @@ class FuzzRig:
         # Not counted: zeroconf dropped it before ucsdk saw it (junk DNS, another
         # service type, a record it could not resolve is counted) or ucsdk took it.
         return ZEROCONF, {}
+
+
+def _is_dial(data: bytes) -> bool:
+    """Is ``data`` one well-framed AutoNAT DIAL request?"""
+    size, i = 0, 0
+    for i, byte in enumerate(data[:10]):
+        size |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            break
+    if len(data) - i - 1 < size:
+        return False
+    try:
+        message = AutoNATMessage.FromString(data[i + 1 : i + 1 + size])
+    except Exception:
+        return False
+    return message.type == 0 and message.HasField("dial")
 
 
 def _fresh_peer_id() -> str:

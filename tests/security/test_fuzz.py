@@ -39,6 +39,10 @@ FOUND: dict[str, list[bytes]] = {
     # A well-formed PUT_VALUE without a record: py-libp2p resets the stream without a
     # word (now ``dht_refused``).
     "dht": [b"\x02\x08\x00"],
+    # A DIAL whose last address has an unknown protocol code: py-multiaddr decodes
+    # lazily, so the address passed the server's check and failed it later, ending the
+    # request without an answer or a count (now skipped; the request is answered).
+    "autonat": [bytes.fromhex("1c080012180a160a0012001208047f00000206ffff12063c2bc8fd862c")],
 }
 
 
