@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 
 import multiaddr
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.identity.identify.identify import (
     AGENT_VERSION,
@@ -46,6 +47,7 @@ from libp2p.identity.identify.identify import (
     identify_handler_for,
 )
 from libp2p.identity.identify.pb.identify_pb2 import Identify
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
@@ -57,7 +59,7 @@ from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.nat._conn import close_quietly, connection_of
 from ucsdk.peers import PeerRecord
-from ucsdk.protocols import IDENTIFY_PROTOCOL, query_identify
+from ucsdk.protocols import IDENTIFY_PROTOCOL, FramingError, query_identify
 
 logger = logging.getLogger("UniversalConnectivity")
 
@@ -125,6 +127,13 @@ class IdentifyService(Service):
                 with trio.fail_after(IDENTIFY_TIMEOUT):
                     message = await query_identify(self.host, peer_id)
                 break
+            except (FramingError, DecodeError, StreamEOF) as exc:
+                # A malformed answer (over 64 KiB, cut off, not an Identify) is the
+                # peer's, not the network's: counted, not asked again.
+                kind = "truncated" if isinstance(exc, StreamEOF) else "malformed"
+                self._recorder.count_invalid(f"identify_{kind}", str(peer_id))
+                logger.debug("identify of %s: malformed answer: %s", peer_id, exc)
+                return
             except Exception as exc:
                 logger.debug("identify of %s failed (attempt %d): %s", peer_id, attempt, exc)
                 await trio.sleep(0.3)
