@@ -124,3 +124,25 @@ async def fuzz_pubsub(host: Any, args: dict[str, Any]) -> dict[str, Any]:
         _STATE.pop(key, None)
         return {"sent": False, "error": type(exc).__name__}
     return {"sent": True}
+
+
+@attack("fuzz_identify")
+async def fuzz_identify(host: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Answer identify with ``args["hex"]`` from now on, and connect to ``args["addr"]``
+    afresh (hanging up first), so the victim asks who we are and reads that answer."""
+    from libp2p.identity.identify.identify import ID as IDENTIFY
+
+    answer = bytes.fromhex(args["hex"])
+
+    async def handler(stream: Any) -> None:
+        with contextlib.suppress(Exception):
+            await stream.write(answer)
+            await stream.close()
+
+    host.set_stream_handler(IDENTIFY, handler)
+    info = info_from_p2p_addr(multiaddr.Multiaddr(args["addr"]))
+    with trio.fail_after(10):
+        with contextlib.suppress(Exception):
+            await host.disconnect(info.peer_id)
+        await host.connect(info)
+    return {"connected": True}

@@ -359,6 +359,33 @@ def announcements(public_key: bytes) -> st.SearchStrategy[bytes]:
     )
 
 
+def _identify(
+    key: bytes | None, agent: str, addrs: list[bytes], observed: bytes | None, protocols: list[str]
+) -> bytes:
+    from libp2p.identity.identify.pb.identify_pb2 import Identify
+
+    message = Identify(agent_version=agent, listen_addrs=addrs, protocols=protocols)
+    if key is not None:
+        message.public_key = key
+    if observed is not None:
+        message.observed_addr = observed
+    return message.SerializeToString()
+
+
+def identify_answers(public_key: bytes) -> st.SearchStrategy[bytes]:
+    """Identify answers: the attacker's key or junk, absurd agent strings, many addresses,
+    many protocols; then mutated and framed (up to and over the 64 KiB limit)."""
+    messages = st.builds(
+        _identify,
+        st.one_of(st.none(), st.just(public_key), st.binary(max_size=40)),
+        st.one_of(st.text(max_size=20), st.just("x" * 5000)),
+        _addrs(300),
+        st.one_of(st.none(), ADDR),
+        st.one_of(st.lists(st.text(max_size=12), max_size=5), st.just(["/p"] * 2000)),
+    )
+    return framed(proto_mutations(messages), max_size=64 * 1024).filter(lambda d: stays_local(d))
+
+
 def mdns_packets(service_type: str, peer_id: str) -> st.SearchStrategy[bytes]:
     """mDNS announcements with generated TXT records, their mutations, and raw junk."""
     addr = st.sampled_from(
@@ -496,7 +523,7 @@ def case_kind(data: bytes) -> str:
 class FuzzRig:
     """The running victim, relay and attackers; :meth:`case` runs one input."""
 
-    HANDLERS = ("autonat", "relay_hop", "relay_stop", "dcutr", "dht", "pubsub", "mdns")
+    HANDLERS = ("autonat", "relay_hop", "relay_stop", "dcutr", "dht", "pubsub", "mdns", "identify")
 
     def __init__(self) -> None:
         self.outcomes = Outcomes()
@@ -543,6 +570,7 @@ class FuzzRig:
         self.direct = enter(Attacker())
         self.direct.run("connect", addr=self.victim.addrs[0])
         self.relayed = enter(Attacker())
+        self.identifier = enter(Attacker())
         manager = self.victim.manager
         self.victim_id = ID.from_base58(self.victim.peer_id).to_bytes()
         self.attacker_id = ID.from_base58(self.direct.peer_id).to_bytes()
@@ -589,6 +617,7 @@ class FuzzRig:
             "dht": dht_messages,
             "pubsub": lambda: announcements(self.attacker_key),
             "mdns": lambda: mdns_packets(self.service_type, self.direct.peer_id),
+            "identify": lambda: identify_answers(self.attacker_key),
         }[handler]()
 
     # -------------------------------------------------------------- one case
@@ -693,6 +722,26 @@ class FuzzRig:
             return COUNTED, answer
         return ACCEPTED, answer
 
+    def _case_identify(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """The attacker answers identify with ``data`` and reconnects: the victim asks
+        (ucsdk's identify service, and py-libp2p's) and takes the answer in or counts it."""
+        peer = self.identifier.peer_id
+        before = dropped_by(self.victim, "identify")
+        identified = _identified(self.victim, peer)
+        answer = self.identifier.run("fuzz_identify", addr=self.victim.addrs[0], hex=data.hex())
+
+        def seen() -> bool:
+            return (
+                dropped_by(self.victim, "identify") > before
+                or _identified(self.victim, peer) > identified
+            )
+
+        if not wait_until(seen, 8):
+            return UNCOUNTED, answer
+        if dropped_by(self.victim, "identify") > before:
+            return COUNTED, answer
+        return ACCEPTED, answer
+
     def _case_mdns(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """The packet, then an honest announcement of a fresh peer id: once that one is
         discovered, the fuzzed packet (sent first, on the same socket) was handled."""
@@ -708,6 +757,12 @@ class FuzzRig:
         # Not counted: zeroconf dropped it before ucsdk saw it (junk DNS, another
         # service type, a record it could not resolve is counted) or ucsdk took it.
         return ZEROCONF, {}
+
+
+def _identified(node: ucsdk.Node, peer_id: str) -> int:
+    return sum(
+        1 for e in node.manager.recorder.events() if e.kind == "identified" and e.peer_id == peer_id
+    )
 
 
 def _is_dial(data: bytes) -> bool:

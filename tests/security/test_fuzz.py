@@ -25,6 +25,7 @@ EXAMPLES = {
     "dht": 50,
     "pubsub": 60,
     "mdns": 30,
+    "identify": 20,
 }
 
 
@@ -42,6 +43,10 @@ FOUND: dict[str, list[bytes]] = {
     # A DIAL whose last address has an unknown protocol code: py-multiaddr decodes
     # lazily, so the address passed the server's check and failed it later, ending the
     # request without an answer or a count (now skipped; the request is answered).
+    # An identify answer cut off (a varint, then the end of the stream), and one that is
+    # not an Identify: ucsdk's identify gave up without counting (now
+    # ``identify_truncated``, ``identify_malformed``).
+    "identify": [b"\xff", b"\x03\xff\xff\xff"],
     "autonat": [bytes.fromhex("1c080012180a160a0012001208047f00000206ffff12063c2bc8fd862c")],
 }
 
