@@ -1,7 +1,9 @@
 """Property-based fuzzing (Hypothesis) of every handler that parses network input.
 
 A running node is sent generated and mutated input over real streams (attacker
-processes, one reaching it only through a relay for DCUtR) and real UDP (mDNS); after
+processes, one reaching it only through a relay for DCUtR, one answering its identify
+requests) and real UDP (mDNS): AutoNAT server, relay HOP and STOP, DCUtR, DHT, pubsub
+discovery records, identify answers, mDNS packets. After
 every input the input is either served or counted in ``get_metrics()`` drop counters,
 and after each handler's run the node still answers a good peer's ping with every
 service ``running``, its tables within their caps and its RSS growth bounded. See
