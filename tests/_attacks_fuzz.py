@@ -141,8 +141,20 @@ async def fuzz_identify(host: Any, args: dict[str, Any]) -> dict[str, Any]:
 
     host.set_stream_handler(IDENTIFY, handler)
     info = info_from_p2p_addr(multiaddr.Multiaddr(args["addr"]))
-    with trio.fail_after(10):
+    network = host.get_network()
+    with trio.fail_after(15):
         with contextlib.suppress(Exception):
             await host.disconnect(info.peer_id)
-        await host.connect(info)
+        for attempt in range(3):
+            # py-libp2p refuses to redial a peer for a while after a failed dial.
+            unblock = getattr(network, "unblock_peer", None)
+            if unblock is not None:
+                unblock(info.peer_id)
+            try:
+                await host.connect(info)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                await trio.sleep(0.5)
     return {"connected": True}
