@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench soak venv clean lab-deps browser-deps jupyter proto
+.PHONY: demo test lint typecheck bench soak fuzz venv clean lab-deps browser-deps jupyter proto
 
 venv: $(STAMP)
 
@@ -55,6 +55,11 @@ bench: $(STAMP) lab-deps
 # are fds, threads, trio tasks and RSS flat? (SOAK_ARGS="--duration 60" for a short one)
 soak: $(STAMP) lab-deps
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# Fuzz every handler that parses network input for MINUTES (default 5); prints a table.
+MINUTES ?= 5
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

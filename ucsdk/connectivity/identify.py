@@ -54,6 +54,7 @@ from libp2p.identity.identify_push.identify_push import (
     identify_push_handler_for,
 )
 from libp2p.identity.update import update_peerstore_from_identify
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
@@ -140,13 +141,20 @@ class IdentifyService(Service):
                 with trio.fail_after(IDENTIFY_TIMEOUT):
                     message = await query_identify(self.host, peer_id)
                 break
-            except (FramingError, DecodeError) as exc:
-                if isinstance(exc, DecodeError) or "exceeds the limit" in str(exc):
-                    # Oversize or no Identify message: the peer's doing, not worth a retry.
-                    self._recorder.count_invalid("identify_malformed", peer_id.to_base58())
-                    logger.debug("identify answer of %s is malformed: %s", peer_id, exc)
+            except (FramingError, DecodeError, StreamEOF) as exc:
+                # A malformed answer (over 64 KiB, not an Identify) is the peer's doing:
+                # counted, not asked again. One cut off is counted too, and asked once more
+                # while the peer stays connected.
+                cut = isinstance(exc, StreamEOF) or (
+                    isinstance(exc, FramingError) and "exceeds the limit" not in str(exc)
+                )
+                kind = "truncated" if cut else "malformed"
+                self._recorder.count_invalid(f"identify_{kind}", peer_id.to_base58())
+                logger.debug(
+                    "identify answer of %s: %s (attempt %d): %s", peer_id, kind, attempt, exc
+                )
+                if not cut:
                     return
-                logger.debug("identify of %s was cut short (attempt %d): %s", peer_id, attempt, exc)
                 await trio.sleep(0.3)
                 if not self.host.get_network().connections.get(peer_id):
                     return

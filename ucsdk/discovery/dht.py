@@ -160,16 +160,33 @@ class _CountingStream:
 
     Each frame is read here first and the same bytes handed on: a frame cut off
     (``truncated``), over py-libp2p's size limit (``oversized``) or not a DHT message
-    (``malformed``) is counted in ``dropped``.
+    (``malformed``) is counted in ``dropped``. py-libp2p resets the stream on a message it
+    refuses after parsing (a PUT_VALUE without a record, an empty key...) or when it is
+    busy: a reset after a well-formed request it never answered is ``refused``, one
+    before any request ``busy``.
     """
 
     def __init__(self, stream: INetStream, dropped: Counter[str]) -> None:
         self._stream = stream
         self._dropped = dropped
         self._pending = b""
+        self._frames = 0
+        self._unanswered = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+    async def write(self, data: bytes) -> None:
+        self._unanswered = False
+        await self._stream.write(data)
+
+    async def reset(self) -> None:
+        if self._unanswered:
+            self._dropped["refused"] += 1
+        elif not self._frames:
+            self._dropped["busy"] += 1  # reset before reading anything: over its limit
+        self._unanswered = False
+        await self._stream.reset()
 
     async def read(self, n: int | None = None) -> bytes:
         if not self._pending:
@@ -179,6 +196,7 @@ class _CountingStream:
         return chunk
 
     async def _frame(self) -> bytes:
+        self._frames += 1
         header = b""
         try:
             while len(header) < 10:
@@ -206,6 +224,8 @@ class _CountingStream:
             Message.FromString(payload)
         except DecodeError:
             self._dropped["malformed"] += 1
+        else:
+            self._unanswered = True
         return header + payload
 
 

@@ -43,6 +43,10 @@ from ucsdk.host import expand_wildcard
 from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
 
 logger = logging.getLogger("UniversalConnectivity")
+# How long the browser thread waits for an instance's SRV/TXT records that were not in
+# the announcement. Honest responders answer within milliseconds; every unresolvable
+# name holds the (single) browser thread this long, so it is kept short.
+RESOLVE_TIMEOUT_MS = 1000
 
 _ALPHABET = string.ascii_lowercase + string.digits
 MAX_TXT_STRING = 255
@@ -239,8 +243,16 @@ class MDNSService(DiscoveryService):
             return
         if name.startswith(f"{self.instance_name}."):
             return
-        info = zeroconf.get_service_info(service_type, name, timeout=3000)
-        if info is None or not info.text:
+        try:
+            info = zeroconf.get_service_info(service_type, name, timeout=RESOLVE_TIMEOUT_MS)
+        except Exception as exc:  # e.g. BadTypeInNameException: it would end the browser
+            self._drop("bad_name", f"{name!r}: {type(exc).__name__}")
+            return
+        if info is None:
+            self._drop("unresolved", name)  # no SRV/TXT for it in time
+            return
+        if not info.text:
+            self._drop("no_dnsaddr", name)
             return
         try:
             peer_id, addrs = parse_dnsaddrs(decode_txt(info.text))

@@ -385,9 +385,11 @@ class AutoNAT(Service):
         addrs = []
         for raw in list(request.dial.peer.addrs)[:MAX_ADDRS]:
             try:
-                addrs.append(multiaddr.Multiaddr(raw))
+                addr = multiaddr.Multiaddr(raw)
+                str(addr)  # py-multiaddr decodes lazily: a bad protocol code raises here
             except Exception:
                 continue
+            addrs.append(addr)
         candidates = dialable_for(addrs, observed_ip)[:MAX_DIALBACK_ADDRS]
         if not candidates:
             return (

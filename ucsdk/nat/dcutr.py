@@ -356,12 +356,21 @@ class DCUtR(Service):
             message.ObsAddrs.append(multiaddr.Multiaddr(addr).to_bytes())
         await write_delimited(stream, message.SerializeToString())
 
-    async def _receive(self, stream: INetStream) -> Any:
+    async def _receive(self, stream: INetStream, *, end_ok: bool = False) -> Any:
+        """The next HolePunch on ``stream``; the stream ending (or stalling) first is
+        counted unless ``end_ok`` (the peer may stop between attempts)."""
         try:
             with trio.fail_after(STREAM_TIMEOUT):
                 return HolePunch.FromString(await read_delimited(stream, MAX_MESSAGE))
         except (DecodeError, FramingError):
             self.dropped["malformed"] += 1  # over 4 KiB, or not a HolePunch
+            raise
+        except trio.TooSlowError:
+            self.dropped["timeout"] += 1
+            raise
+        except Exception:
+            if not end_ok:
+                self.dropped["truncated"] += 1  # the stream ended (or was reset) mid-protocol
             raise
 
     def _addrs_of(self, message: Any) -> list[str]:
@@ -629,7 +638,7 @@ class DCUtR(Service):
         try:
             while attempts < MAX_ATTEMPTS:
                 try:
-                    message = await self._receive(stream)
+                    message = await self._receive(stream, end_ok=attempts > 0)
                 except Exception:
                     break  # B is done (or gone)
                 if message.type != CONNECT:
