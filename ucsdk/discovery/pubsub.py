@@ -57,19 +57,51 @@ DROP_REASONS = (
 )
 
 
+PEER_TASK_TIMEOUT = 30.0
+"""Seconds; how long py-libp2p's per-peer pubsub tasks (replaying recent messages,
+retrying the stream to a new peer) may run before they give up."""
+
+
 class CheckedPubsub(Pubsub):
-    """py-libp2p's Pubsub, whose signature check cannot be made to crash it.
+    """py-libp2p's Pubsub, whose signature check cannot be made to crash it, and whose
+    per-peer tasks end when the peer is gone.
 
     py-libp2p checks a message's signature in the task that reads the sender's stream, and
     a ``key`` field that is not a serialized public key raises there: the whole Pubsub
     service ends. Any peer could stop a node's pubsub that way, once per restart. Here the
     check runs first, inside ``try``; a message that fails it (or makes it raise) is
     dropped and reported to ``on_reject`` before py-libp2p sees it.
+
+    Peers that connect and leave at once left py-libp2p tasks behind (about one per ten
+    such peers in ``bench/soak.py``): a sending task for a peer that left while it was
+    being added, replays and stream retries with no end. Those end here.
     """
 
     def __init__(self, *args: Any, on_reject: Callable[[str], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_reject = on_reject
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        await super()._handle_new_peer(peer_id)
+        if peer_id in self.peers and not self._peer_is_connected(peer_id):
+            # The peer left while py-libp2p was adding it: its dead-peer handling ran
+            # before the peer was in ``peers`` and did nothing, and the peer's sending task
+            # would wait on its queue for ever. Handle the departure again, now.
+            self._handle_dead_peer(peer_id)
+
+    async def _replay_recent_messages(self, peer_id: ID, topic: str) -> None:
+        # A replay writes to the peer's stream; to a peer that stopped reading, it would
+        # wait for ever (one task per peer and topic).
+        with trio.move_on_after(PEER_TASK_TIMEOUT):
+            await super()._replay_recent_messages(peer_id, topic)
+
+    async def _peer_stream_retry_task(self, peer_id: ID) -> None:
+        # py-libp2p retries without end while the peer looks connected; a connection
+        # whose muxer never came up looks connected for ever.
+        try:
+            await self._handle_new_peer_with_retry(peer_id, timeout=PEER_TASK_TIMEOUT)
+        finally:
+            self._peer_stream_retries_pending.discard(peer_id)
 
     async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
         if self.strict_signing:
