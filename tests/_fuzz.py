@@ -42,7 +42,6 @@ import re
 import resource
 import secrets
 import struct
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ import hypothesis.strategies as st
 import multiaddr
 from _attacker import Attacker
 from _hostile_peers import mdns_announcement, send_mdns, txt
+from _hostile_peers import wait_until as hostile_wait_until
 from libp2p.kad_dht.pb.kademlia_pb2 import Message as DhtMessage
 from libp2p.peer.id import ID
 
@@ -426,13 +426,8 @@ def dropped_by(node: ucsdk.Node, prefix: str) -> int:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
+    """:func:`_hostile_peers.wait_until`, polling faster (each fuzz case waits on one)."""
+    return hostile_wait_until(condition, timeout, step)
 
 
 def rss_mb() -> float:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
+
+import ucsdk
+
+T = TypeVar("T")
 
 
 def is_utc(column: pd.Series) -> bool:
@@ -18,3 +25,18 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def on_loop(node: ucsdk.Node, fn: Callable[[], T]) -> T:
+    """``fn()`` run on the node's event-loop thread (its state is only changed there)."""
+    return node._snapshot("test", fn)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)

@@ -3,8 +3,6 @@ the discovery topic, from an attacker in another process, as signed GossipSub me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from _attacker import Attacker
 from _hostile_peers import wait_until
@@ -12,15 +10,6 @@ from _victim import Victim
 
 import ucsdk
 from ucsdk.config import DEFAULT_DISCOVERY_TOPIC
-
-
-@pytest.fixture
-def victim() -> Iterator[Victim]:
-    v = Victim()
-    try:
-        yield v
-    finally:
-        v.close()
 
 
 def _dropped(node: ucsdk.Node, reason: str) -> int:

@@ -9,9 +9,6 @@ CONNECT: a node without one never punches, and would hide the hole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from _attacker import Attacker
 from _hostile_peers import wait_until
 from _victim import Victim
@@ -20,15 +17,6 @@ import ucsdk
 from ucsdk._wire import encode_uvarint
 from ucsdk.config import ConnectivityConfig
 from ucsdk.proto import HolePunch
-
-
-@pytest.fixture
-def victim() -> Iterator[Victim]:
-    v = Victim()
-    try:
-        yield v
-    finally:
-        v.close()
 
 
 def _knows_public_ip(node: ucsdk.Node) -> None:

@@ -4,11 +4,12 @@ identities claiming to be relays, from attacker processes on loopback."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _attacker import Attacker
+from _util import on_loop, wait_for
 from libp2p.peer.id import ID
 
 import ucsdk
@@ -20,22 +21,6 @@ from ucsdk.connectivity.identify import (
 )
 from ucsdk.connectivity.natcoord import MAX_RELAYS_SEEN
 from ucsdk.peers import MAX_ADDRS_PER_PEER
-
-T = TypeVar("T")
-
-
-def on_loop(node: ucsdk.Node, fn: Callable[[], T]) -> T:
-    """``fn()`` run on the node's event-loop thread (its state is only changed there)."""
-    return node._snapshot("test", fn)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 @pytest.fixture

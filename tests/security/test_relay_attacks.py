@@ -5,33 +5,16 @@ that hide their IP, a relay that lies about who is calling."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 from _attacker import Attacker
+from _util import on_loop, wait_for
 from libp2p.peer.id import ID
 
 import ucsdk
 from ucsdk.identity import new_key_pair
 from ucsdk.nat.relay import CONNECTION_FAILED, OK, RESERVATION_REFUSED
-
-T = TypeVar("T")
-
-
-def on_loop(node: ucsdk.Node, fn: Callable[[], T]) -> T:
-    """``fn()`` run on the node's event-loop thread (its state is only changed there)."""
-    return node._snapshot("test", fn)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
-    """Poll ``predicate`` until it is truthy or ``timeout`` passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def tcp_addr(node: ucsdk.Node) -> str:
