@@ -30,10 +30,11 @@ Example (inside trio, with a host you built and started yourself):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import multiaddr
@@ -489,14 +490,8 @@ class UniversalConnectivityManager(Service):
         if record is not None and record.multiaddrs:
             return record.snapshot()
         if self.dht is not None:
-            try:
+            with _failing_as(f"DHT lookup of {pid.to_base58()}"):
                 found = await self.dht.find_peer(pid)
-            except errors.UcsdkError:
-                raise
-            except Exception as exc:
-                raise errors.OperationFailed(
-                    f"DHT lookup of {pid.to_base58()}", _reason(exc)
-                ) from exc
             if found is not None:
                 return self.report_peer(found.peer_id, found.multiaddrs, "dht")
         raise errors.PeerNotFound(pid.to_base58())
@@ -590,12 +585,8 @@ class UniversalConnectivityManager(Service):
         """Announce on the DHT that this node provides ``key``; True when stored somewhere."""
         dht = self._require_dht("provide content")
         key = self._content_key(key)
-        try:
+        with _failing_as(f"providing {key!r} on the DHT"):
             return await dht.provide(key)
-        except errors.UcsdkError:
-            raise
-        except Exception as exc:
-            raise errors.OperationFailed(f"providing {key!r} on the DHT", _reason(exc)) from exc
 
     async def find_providers(self, key: str, count: int = 20) -> list[DiscoveredPeer]:
         """Peers that provide ``key`` according to the DHT, each listed once."""
@@ -603,14 +594,8 @@ class UniversalConnectivityManager(Service):
             raise errors.InvalidInput("provider count", count, "a whole number >= 1")
         dht = self._require_dht("find providers")
         key = self._content_key(key)
-        try:
+        with _failing_as(f"finding providers of {key!r} on the DHT"):
             found = await dht.find_providers(key, count)
-        except errors.UcsdkError:
-            raise
-        except Exception as exc:
-            raise errors.OperationFailed(
-                f"finding providers of {key!r} on the DHT", _reason(exc)
-            ) from exc
         return [self.report_peer(p.peer_id, p.multiaddrs, "dht") for p in found]
 
     # ------------------------------------------------------------------- actions
@@ -636,10 +621,20 @@ class UniversalConnectivityManager(Service):
     async def disconnect(self, peer_id: str | ID) -> None:
         """Close every connection to ``peer_id``."""
         pid = parse_peer_id(peer_id)
-        try:
+        with _failing_as(f"disconnecting {pid.to_base58()}"):
             await self.host.disconnect(pid)
-        except Exception as exc:
-            raise errors.OperationFailed(f"disconnecting {pid.to_base58()}", _reason(exc)) from exc
+
+
+@contextlib.contextmanager
+def _failing_as(operation: str) -> Iterator[None]:
+    """py-libp2p's exceptions leave the block as :class:`OperationFailed` naming
+    ``operation`` (the cause chained); ucsdk's own errors pass as they are."""
+    try:
+        yield
+    except errors.UcsdkError:
+        raise
+    except Exception as exc:
+        raise errors.OperationFailed(operation, _reason(exc)) from exc
 
 
 def _reason(exc: BaseException) -> str:
