@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _attacker import Attacker
@@ -15,6 +16,15 @@ from libp2p.peer.id import ID
 import ucsdk
 from ucsdk.identity import new_key_pair
 from ucsdk.nat.relay import CONNECTION_FAILED, OK, RESERVATION_REFUSED
+
+QUIET: dict[str, Any] = {
+    "enable_mdns": False,
+    "enable_autonat": False,
+    "enable_dht_discovery": False,
+    "enable_pubsub_discovery": False,
+}
+"""A node that makes no traffic of its own."""
+RELAY: dict[str, Any] = {**QUIET, "enable_relay_server": True}
 
 
 def tcp_addr(node: ucsdk.Node) -> str:
@@ -48,11 +58,7 @@ def streams_to(node: ucsdk.Node, peer: str) -> int:
 @pytest.fixture
 def relay_node() -> Iterator[ucsdk.Node]:
     node = ucsdk.Node.development(
-        enable_mdns=False,
-        enable_relay_server=True,
-        enable_autonat=False,
-        enable_dht_discovery=False,
-        enable_pubsub_discovery=False,
+        **RELAY,
         listen_addrs=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
     )
     try:
@@ -126,11 +132,7 @@ def test_a_circuit_ends_when_its_source_disconnects(relay_node: ucsdk.Node) -> N
 def test_an_idle_circuit_is_closed_at_the_duration_limit() -> None:
     """A circuit both ends keep open and silent ends at ``relay_limit_duration``."""
     node = ucsdk.Node.development(
-        enable_mdns=False,
-        enable_relay_server=True,
-        enable_autonat=False,
-        enable_dht_discovery=False,
-        enable_pubsub_discovery=False,
+        **RELAY,
         relay_limit_duration=3,
     )
     try:
@@ -164,10 +166,7 @@ def test_a_relayed_peer_that_is_not_who_the_relay_announced_is_refused() -> None
     """A relay we reserved on announces a connection from peer X and secures it as Y:
     the node closes it and counts it (before: accepted, only logged)."""
     node = ucsdk.Node.development(
-        enable_mdns=False,
-        enable_autonat=False,
-        enable_dht_discovery=False,
-        enable_pubsub_discovery=False,
+        **QUIET,
     )
     try:
         with Attacker() as relay:
@@ -191,11 +190,7 @@ def test_a_circuit_over_its_data_limit_is_closed() -> None:
     """The source pushes 256 KiB into a circuit limited to 64 KiB each way: the target gets
     at most 64 KiB, both ends are reset and the circuit is removed."""
     node = ucsdk.Node.development(
-        enable_mdns=False,
-        enable_relay_server=True,
-        enable_autonat=False,
-        enable_dht_discovery=False,
-        enable_pubsub_discovery=False,
+        **RELAY,
         relay_limit_data=65536,
     )
     try:
