@@ -13,6 +13,14 @@ import ucsdk
 
 T = TypeVar("T")
 
+QUIET_NODE: dict[str, Any] = {
+    "enable_mdns": False,
+    "enable_autonat": False,
+    "enable_dht_discovery": False,
+    "enable_pubsub_discovery": False,
+}
+"""Node settings for a node that makes no traffic of its own (attack tests count traffic)."""
+
 
 def is_utc(column: pd.Series) -> bool:
     """Whether a DataFrame column holds timezone-aware UTC datetimes."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from _attacker import Attacker
-from _util import on_loop, wait_for
+from _util import QUIET_NODE, on_loop, wait_for
 from libp2p.peer.id import ID
 
 import ucsdk
@@ -25,13 +25,7 @@ from ucsdk.peers import MAX_ADDRS_PER_PEER
 
 @pytest.fixture
 def node() -> Iterator[ucsdk.Node]:
-    node = ucsdk.Node.development(
-        enable_mdns=False,
-        enable_autonat=False,
-        enable_dht_discovery=False,
-        enable_pubsub_discovery=False,
-        auto_dial=False,
-    )
+    node = ucsdk.Node.development(**QUIET_NODE, auto_dial=False)
     try:
         yield node
     finally:

@@ -10,21 +10,14 @@ from typing import Any
 
 import pytest
 from _attacker import Attacker
-from _util import on_loop, wait_for
+from _util import QUIET_NODE, on_loop, wait_for
 from libp2p.peer.id import ID
 
 import ucsdk
 from ucsdk.identity import new_key_pair
 from ucsdk.nat.relay import CONNECTION_FAILED, OK, RESERVATION_REFUSED
 
-QUIET: dict[str, Any] = {
-    "enable_mdns": False,
-    "enable_autonat": False,
-    "enable_dht_discovery": False,
-    "enable_pubsub_discovery": False,
-}
-"""A node that makes no traffic of its own."""
-RELAY: dict[str, Any] = {**QUIET, "enable_relay_server": True}
+RELAY: dict[str, Any] = {**QUIET_NODE, "enable_relay_server": True}
 
 
 def tcp_addr(node: ucsdk.Node) -> str:
@@ -166,7 +159,7 @@ def test_a_relayed_peer_that_is_not_who_the_relay_announced_is_refused() -> None
     """A relay we reserved on announces a connection from peer X and secures it as Y:
     the node closes it and counts it (before: accepted, only logged)."""
     node = ucsdk.Node.development(
-        **QUIET,
+        **QUIET_NODE,
     )
     try:
         with Attacker() as relay:
