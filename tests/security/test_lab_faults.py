@@ -238,7 +238,8 @@ def test_peer_sigkilled_mid_ping_loop_is_noticed_and_freed(lab: ucsdk.lab.Lab) -
     assert not pinger.is_alive()
     print(f"peer SIGKILLed -> disconnect event after {noticed:.2f} s; ping loop: {failures}")
     assert failures and isinstance(failures[0], errors.UcsdkError)
-    assert not _connected(a, peer)
+    # Every connection to the dead peer goes (a second one may close just after the first).
+    assert wait_until(lambda: not _connected(a, peer), 15), a.node.connections()
     # The node keeps working: pings to the relay still answer.
     assert a.node.ping(relay.node.peer_id, count=2)
     _assert_no_leak(a, fds, threads)
