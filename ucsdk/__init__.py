@@ -15,19 +15,23 @@ from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.manager import UniversalConnectivityManager, setup_universal_connectivity
+from ucsdk.messaging.pubsub import Message, TopicInfo, Verdict
+from ucsdk.messaging.streams import BlockingStream, Stream
 from ucsdk.metrics import ConnectivityMetrics, Event
 from ucsdk.nat.autonat import AutoNAT
 from ucsdk.nat.dcutr import DCUtR
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer
 from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo
-from ucsdk.sync import AsyncNode, Node
+from ucsdk.sync import AioStream, AsyncNode, Node
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IPFS_BOOTSTRAP_PEERS",
     "AddressInfo",
+    "AioStream",
     "AsyncNode",
+    "BlockingStream",
     "AutoNAT",
     "CircuitRelayClient",
     "CircuitRelayServer",
@@ -39,11 +43,15 @@ __all__ = [
     "DiscoveredPeer",
     "Event",
     "MDNSService",
+    "Message",
     "Node",
     "PeerInfo",
     "PubsubPeerDiscovery",
     "ServiceHealth",
+    "Stream",
+    "TopicInfo",
     "UniversalConnectivityManager",
+    "Verdict",
     "__version__",
     "errors",
     "identity",

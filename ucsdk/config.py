@@ -110,6 +110,22 @@ class ConnectivityConfig:
     mdns_service_name: str = "p2p"
     mdns_interfaces: list[str] | None = None
     pubsub_discovery_topics: list[str] = field(default_factory=lambda: [DEFAULT_DISCOVERY_TOPIC])
+    # Messaging: GossipSub for users' topics (and pubsub discovery) with strict signing;
+    # the message id function ("default": from + seqno as go and the spec; "uc": sha256 of
+    # the seqno's decimal text as the universal-connectivity js peers; "content": sha256 of
+    # the data; or a callable taking the raw message); messages kept in node.messages();
+    # the largest message sent or accepted; how many topics a node may subscribe to.
+    enable_pubsub: bool = True
+    pubsub_message_id: str | Callable[..., bytes] = "default"
+    pubsub_history_size: int = 1000
+    pubsub_max_message_size: int = 1048576
+    pubsub_max_topics: int = 64
+    # Users' streams (node.handle): inbound streams open at once, in total and per peer
+    # (more are reset and counted); plain-function handlers running at once (each in a
+    # worker thread while it runs).
+    max_user_streams: int = 256
+    max_user_streams_per_peer: int = 32
+    max_blocking_handlers: int = 16
     # NAT traversal
     enable_autonat: bool = True
     enable_relay_client: bool = True
@@ -307,6 +323,7 @@ class ConnectivityConfig:
         for name in (
             "enable_mdns",
             "enable_pubsub_discovery",
+            "enable_pubsub",
             "enable_dht_discovery",
             "enable_autonat",
             "enable_relay_client",
@@ -363,6 +380,12 @@ class ConnectivityConfig:
             ("observed_addr_min_observers", 1),
             ("observed_addr_min_groups", 1),
             ("service_max_restarts", 0),
+            ("pubsub_history_size", 1),
+            ("pubsub_max_message_size", 1),
+            ("pubsub_max_topics", 1),
+            ("max_user_streams", 1),
+            ("max_user_streams_per_peer", 1),
+            ("max_blocking_handlers", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -396,6 +419,17 @@ class ConnectivityConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(name, value, "a callable or None")
+        message_id = self.pubsub_message_id
+        if not callable(message_id) and message_id not in ("default", "uc", "content"):
+            raise ConfigError(
+                "pubsub_message_id", message_id, "'default', 'uc', 'content' or a callable"
+            )
+        if self.pubsub_max_message_size > 16 * 1048576:
+            raise ConfigError(
+                "pubsub_max_message_size", self.pubsub_max_message_size, "at most 16 MiB"
+            )
+        if self.enable_pubsub_discovery and not self.enable_pubsub:
+            raise ConfigError("enable_pubsub", False, "True while enable_pubsub_discovery is True")
         if self.dht_mode not in ("server", "client"):
             raise ConfigError("dht_mode", self.dht_mode, "'server' or 'client'")
         if not isinstance(self.mdns_service_name, str) or not 0 < len(self.mdns_service_name) <= 15:

@@ -118,6 +118,28 @@ class OperationFailed(UcsdkError, RuntimeError):
         super().__init__(f"{operation} failed: {reason}")
 
 
+class StreamClosed(UcsdkError, ConnectionError):
+    """A stream ended (closed or reset by the peer, or its connection went) before the
+    read or write finished."""
+
+    def __init__(self, protocol: str, peer_id: str, reason: str) -> None:
+        self.protocol = protocol
+        self.peer_id = peer_id
+        self.reason = reason
+        super().__init__(f"{protocol} stream with {peer_id} ended: {reason}")
+
+
+class MessageTooLarge(UcsdkError, ValueError):
+    """A length-prefixed message announced more bytes than the reader allows (the stream
+    was reset before the body was read)."""
+
+    def __init__(self, protocol: str, size: int, limit: int) -> None:
+        self.protocol = protocol
+        self.size = size
+        self.limit = limit
+        super().__init__(f"a {protocol} message of {size} bytes is over the {limit}-byte limit")
+
+
 class Timeout(UcsdkError, TimeoutError):
     """A blocking call did not finish within its ``timeout``."""
 
@@ -166,11 +188,13 @@ __all__ = [
     "InvalidPeerId",
     "LabError",
     "LabUnavailable",
+    "MessageTooLarge",
     "NodeStartError",
     "NodeStopped",
     "OperationFailed",
     "PeerNotFound",
     "PingError",
+    "StreamClosed",
     "Timeout",
     "UcsdkError",
     "WrongThread",

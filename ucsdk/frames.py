@@ -344,3 +344,54 @@ def dial_attempts_frame(attempts: Iterable[Any]) -> pd.DataFrame:
             "at": _TIME,
         },
     )
+
+
+TOPIC_COLUMNS = (
+    "topic",
+    "subscribed",
+    "mesh_peers",
+    "known_peers",
+    "received",
+    "published",
+    "rejected",
+    "ignored",
+    "dropped",
+)
+MESSAGE_COLUMNS = (
+    "time",
+    "topic",
+    "from_peer",
+    "received_from",
+    "seqno",
+    "msg_id",
+    "size",
+    "text",
+    "data",
+)
+
+
+def topics_frame(topics: Iterable[Any]) -> pd.DataFrame:
+    """One row per topic (``ucsdk.messaging.pubsub.TopicInfo``): whether this node is
+    subscribed, its GossipSub mesh and known subscribers, and per-topic message counts
+    (``rejected``/``ignored`` by validators, ``dropped`` because a callback lagged)."""
+    counts = {c: "int64" for c in TOPIC_COLUMNS[2:]}
+    return _frame(_fields(topics, TOPIC_COLUMNS), TOPIC_COLUMNS, {"subscribed": "bool", **counts})
+
+
+def messages_frame(messages: Iterable[Any]) -> pd.DataFrame:
+    """One row per pubsub message (``ucsdk.messaging.pubsub.Message``), oldest first;
+    ``text`` is the UTF-8 text, or ``None`` when the data is not valid UTF-8; ``data``
+    holds the bytes.
+
+    Example:
+        >>> from ucsdk.messaging.pubsub import Message
+        >>> from ucsdk.metrics import utcnow
+        >>> frame = messages_frame([Message(utcnow(), "chat", "A", "B", 1, "ab", b"hi", False)])
+        >>> frame.loc[0, "text"], int(frame.loc[0, "size"])
+        ('hi', 2)
+    """
+    return _frame(
+        _fields(messages, MESSAGE_COLUMNS),
+        MESSAGE_COLUMNS,
+        {"time": _TIME, "seqno": "uint64", "size": "int64"},
+    )

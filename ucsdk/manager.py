@@ -34,7 +34,7 @@ import contextlib
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import multiaddr
@@ -64,6 +64,8 @@ from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
 from ucsdk.host import GuardedStreams, disable_auto_dial, guard_stream_handlers
+from ucsdk.messaging.pubsub import Message, PubsubService, TopicInfo
+from ucsdk.messaging.streams import Stream, StreamService, check_protocol
 from ucsdk.metrics import ConnectivityMetrics, Event, utcnow
 from ucsdk.nat.autonat import AutoNAT, AutoNATReport
 from ucsdk.nat.dcutr import DCUtR, HolePunchResult
@@ -76,6 +78,7 @@ logger = logging.getLogger("UniversalConnectivity")
 # The protocol services, by the attribute the seed names them with and the prefix their
 # dropped-message counters carry in the metrics.
 _SERVICES = (
+    ("pubsub", "pubsub"),
     ("pubsub_discovery", "pubsub"),
     ("dht", "dht"),
     ("relay_server", "relay"),
@@ -155,8 +158,16 @@ class UniversalConnectivityManager(Service):
         self.nat = NatCoordinator(self.recorder, auto_reserve=cfg.relay_auto_reserve)
         self.recorder.spawn = self.spawn
         self.connections.spawn = self.spawn
+        self.streams = StreamService(
+            host,
+            max_streams=cfg.max_user_streams,
+            max_streams_per_peer=cfg.max_user_streams_per_peer,
+            max_blocking_handlers=cfg.max_blocking_handlers,
+        )
         self._wire()
         # The protocol services (the seed's attribute names); set while running.
+        self.pubsub: PubsubService | None = None
+        """Users' topics and the GossipSub router pubsub discovery shares."""
         self.pubsub_discovery: PubsubPeerDiscovery | None = None
         self.mdns: MDNSService | None = None
         self.dht: DHTDiscovery | None = None
@@ -210,12 +221,25 @@ class UniversalConnectivityManager(Service):
         await supervisor.start("identify", self.identify)
         await supervisor.start("dialer", self.dialer)
         await supervisor.start("nat", self.nat)
-        if cfg.enable_pubsub_discovery:
+        await supervisor.start("streams", self.streams)
+        if cfg.enable_pubsub:
+            pubsub = PubsubService(
+                host,
+                message_id=cfg.pubsub_message_id,
+                history=cfg.pubsub_history_size,
+                max_message_size=cfg.pubsub_max_message_size,
+                max_topics=cfg.pubsub_max_topics,
+            )
+            await supervisor.start("gossipsub", pubsub)
+            self.pubsub = pubsub
+        if cfg.enable_pubsub_discovery and self.pubsub is not None:
+            messaging = self.pubsub
             discovery = PubsubPeerDiscovery(
                 host,
                 topics=cfg.pubsub_discovery_topics,
                 interval=cfg.pubsub_announce_interval,
                 addrs=self._announced_addrs,
+                pubsub_source=lambda: messaging.pubsub,
                 **self._discovery_wiring("pubsub"),
             )
             await supervisor.start("pubsub", discovery)
@@ -346,6 +370,7 @@ class UniversalConnectivityManager(Service):
             dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
         dropped.update(self._services_dropped())
         dropped.update({f"dialer_{k}": v for k, v in self.dialer.dropped.items()})
+        dropped.update({f"streams_{k}": v for k, v in self.streams.dropped.items()})
         active, relayed = self.connections.active(), self.connections.relayed()
         return ConnectivityMetrics(
             total_peers_discovered=self.peers.discovered_total,
@@ -623,6 +648,54 @@ class UniversalConnectivityManager(Service):
         pid = parse_peer_id(peer_id)
         with _failing_as(f"disconnecting {pid.to_base58()}"):
             await self.host.disconnect(pid)
+
+    # ------------------------------------------------------------------ messaging
+    def _require_pubsub(self, what: str) -> PubsubService:
+        if self.pubsub is None:
+            raise errors.ConfigError("enable_pubsub", self.config.enable_pubsub, f"True to {what}")
+        return self.pubsub
+
+    async def subscribe(
+        self,
+        topic: str,
+        on_message: Callable[[Message], Any] | None = None,
+        validator: Callable[[Message], Any] | None = None,
+    ) -> None:
+        """Subscribe to a GossipSub topic (see :meth:`PubsubService.subscribe`)."""
+        await self._require_pubsub("subscribe").subscribe(topic, on_message, validator)
+
+    async def unsubscribe(self, topic: str) -> None:
+        await self._require_pubsub("unsubscribe").unsubscribe(topic)
+
+    async def publish(self, topic: str, data: bytes | str) -> str:
+        """Sign and publish ``data`` on ``topic``; the message id (hex)."""
+        return await self._require_pubsub("publish").publish(topic, data)
+
+    def publish_nowait(self, topic: str, data: bytes | str) -> str:
+        """:meth:`publish` for callbacks on the event loop: sent in the background."""
+        return self._require_pubsub("publish").publish_nowait(topic, data)
+
+    def get_topics(self) -> list[TopicInfo]:
+        return self.pubsub.topics() if self.pubsub is not None else []
+
+    def get_messages(self, topic: str | None = None) -> list[Message]:
+        return self.pubsub.messages(topic) if self.pubsub is not None else []
+
+    def handle(self, protocol: str, handler: Callable[..., Any]) -> None:
+        """Serve ``protocol`` with ``handler(stream)`` (see :class:`StreamService`)."""
+        self.streams.handle(protocol, handler)
+
+    def unhandle(self, protocol: str) -> None:
+        self.streams.unhandle(protocol)
+
+    async def open_stream(self, peer_id: str | ID, protocol: str) -> Stream:
+        """A stream to ``peer_id`` speaking ``protocol`` (the peer dialled first when
+        not connected, by the dial strategy)."""
+        check_protocol(protocol)
+        pid = parse_peer_id(peer_id)
+        if not self.is_connected(pid.to_base58()):
+            await self.connect_peer(pid)
+        return await self.streams.open(pid.to_base58(), protocol)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import html
 import logging
 import math
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -41,6 +42,8 @@ from ucsdk.diagnostics import ResourceUsage
 from ucsdk.host import build_host
 from ucsdk.identity import load_or_create_key_pair
 from ucsdk.manager import UniversalConnectivityManager
+from ucsdk.messaging.pubsub import Message
+from ucsdk.messaging.streams import DEFAULT_MAX_MESSAGE, READ_CHUNK, BlockingStream, Stream
 from ucsdk.metrics import ConnectivityMetrics
 from ucsdk.nat.relay import Reservation
 from ucsdk.peers import DiscoveredPeer, PeerInfo
@@ -549,6 +552,156 @@ class Node:
         """Ask the connected AutoNAT servers now; their answers (``autonat_reports`` rows)."""
         return frames.autonat_frame(self._call("probe NAT status", "probe_nat", timeout=timeout))
 
+    # ------------------------------------------------------------------ messaging
+    def subscribe(
+        self,
+        topic: str,
+        on_message: Callable[[Message], Any] | None = None,
+        *,
+        validator: Callable[[Message], Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Subscribe to the GossipSub ``topic``. ``on_message(message)`` gets each new
+        :class:`ucsdk.Message` (on the node's loop: keep it short; it may call
+        :meth:`publish`). ``validator(message)`` answers :class:`ucsdk.Verdict` (or
+        ``True``/``False``) before a message is delivered or forwarded; what it rejects or
+        ignores is counted in :meth:`topics`. Every message is kept in :meth:`messages`.
+
+        Example:
+            >>> from ucsdk import Node
+            >>> a = Node.development(enable_mdns=False)
+            >>> b = Node.development(enable_mdns=False)
+            >>> a.subscribe("news"); b.subscribe("news")
+            >>> _ = a.connect(b.addrs[0])
+            >>> b.wait_for_subscribers("news", 1)
+            True
+            >>> msg_id = b.publish("news", "hello")
+            >>> a.wait_for_message("news", timeout=10).text
+            'hello'
+            >>> a.stop(); b.stop()
+        """
+        self._call(
+            f"subscribe to {topic}", "subscribe", topic, on_message, validator, timeout=timeout
+        )
+
+    def unsubscribe(self, topic: str, *, timeout: float | None = None) -> None:
+        """Leave ``topic`` (its callbacks and validator go; its history stays)."""
+        self._call(f"unsubscribe from {topic}", "unsubscribe", topic, timeout=timeout)
+
+    def publish(self, topic: str, data: bytes | str, *, timeout: float | None = None) -> str:
+        """Sign and publish ``data`` (bytes, or str sent as UTF-8) on ``topic``; return the
+        message id (hex). No subscription is needed. From a callback on the node's loop
+        the message is sent in the background."""
+        if threading.get_ident() == self._loop_thread:
+            return self.manager.publish_nowait(topic, data)
+        return self._call(  # type: ignore[no-any-return]
+            f"publish on {topic}", "publish", topic, data, timeout=timeout
+        )
+
+    def topics(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """One row per topic this node subscribed to or heard of (``TOPIC_COLUMNS``):
+        subscribed, mesh_peers, known_peers and message counts."""
+        return frames.topics_frame(self._snapshot("read topics", "get_topics", timeout))
+
+    def messages(self, topic: str | None = None, *, timeout: float | None = None) -> pd.DataFrame:
+        """The pubsub messages this node saw, oldest first (the newest
+        ``config.pubsub_history_size``), of one topic or all (``MESSAGE_COLUMNS``)."""
+        return frames.messages_frame(self.get_messages(topic, timeout=timeout))
+
+    def get_messages(
+        self, topic: str | None = None, *, timeout: float | None = None
+    ) -> list[Message]:
+        """:meth:`messages` as :class:`ucsdk.Message` objects."""
+        manager = self.manager
+        return self._snapshot("read messages", lambda: manager.get_messages(topic), timeout)
+
+    def wait_for_message(
+        self,
+        topic: str | None = None,
+        predicate: Callable[[Message], bool] | None = None,
+        *,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Wait for a message from another peer on ``topic`` (any topic when ``None``)
+        that ``predicate`` accepts, among those after the first ``after`` of the history
+        (default: every message still in the history); return it, or raise
+        :class:`ucsdk.errors.Timeout`."""
+        limit = self.timeout if timeout is None else check_timeout(timeout)
+        manager = self.manager
+        start = 0 if after is None else after
+        done = threading.Event()
+        found: list[Message] = []
+
+        def check() -> bool:
+            for message in manager.get_messages(topic)[start:]:
+                if not message.local and (predicate is None or predicate(message)):
+                    found.append(message)
+                    return True
+            return False
+
+        deadline = _monotonic() + limit
+        while True:
+            if self._snapshot("read messages", check, timeout):
+                return found[0]
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise errors.Timeout(f"wait for a message on {topic or 'any topic'}", limit)
+            done.wait(min(0.02, remaining))
+
+    def wait_for_subscribers(
+        self, topic: str, count: int = 1, *, timeout: float | None = None
+    ) -> bool:
+        """Wait until at least ``count`` peers are known to be subscribed to ``topic``
+        (a message published before that reaches nobody); ``False`` on timeout."""
+        limit = self.timeout if timeout is None else check_timeout(timeout)
+        deadline = _monotonic() + limit
+        pause = threading.Event()
+
+        def known() -> int:
+            return next((t.known_peers for t in self.manager.get_topics() if t.topic == topic), 0)
+
+        while self._snapshot("read topics", known) < count:
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                return False
+            pause.wait(min(0.02, remaining))
+        return True
+
+    def handle(self, protocol: str, handler: Callable[..., Any]) -> None:
+        """Serve ``protocol``: ``handler(stream)`` runs for each stream a peer opens.
+        A plain function runs in a worker thread and gets a blocking stream (``read``,
+        ``read_exactly``, ``read_msg``, ``write``, ``write_msg``, ``close``, ``reset``); an
+        ``async def`` handler runs on the node's (trio) loop and gets an async stream.
+        See ``ucsdk.messaging.streams`` for an example."""
+        manager = self.manager
+        self._snapshot(f"handle {protocol}", lambda: manager.handle(protocol, handler))
+
+    def unhandle(self, protocol: str) -> None:
+        """Stop serving ``protocol``."""
+        manager = self.manager
+        self._snapshot(f"unhandle {protocol}", lambda: manager.unhandle(protocol))
+
+    def open_stream(
+        self, peer_id: str, protocol: str, *, timeout: float | None = None
+    ) -> BlockingStream:
+        """Open a stream to ``peer_id`` (dialled when not connected) speaking
+        ``protocol``; use it as a context manager. Each of its calls takes ``timeout=``
+        (default ``Node.timeout``)."""
+        stream = self._call(
+            f"open a {protocol} stream to {peer_id}",
+            "open_stream",
+            peer_id,
+            protocol,
+            timeout=timeout,
+        )
+        return BlockingStream(stream, self._run_stream_call, self.timeout)
+
+    def _run_stream_call(
+        self, operation: str, fn: Callable[..., Any], *args: Any, timeout: float
+    ) -> Any:
+        return self._call(operation, fn, *args, timeout=timeout)
+
     # -------------------------------------------------------------------- display
     def widget(self, **options: Any) -> Any:
         """A live :class:`ucsdk.widgets.NodeDashboard` of this node (display it in a cell);
@@ -658,6 +811,10 @@ def _listening_on(requested: str, actual: list[str]) -> bool:
         ):
             return True
     return False
+
+
+def _monotonic() -> float:
+    return time.monotonic()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -793,3 +950,100 @@ class AsyncNode:
     async def metrics_history(self) -> pd.DataFrame:
         rows = await self._await("read metrics history", "get_metrics_history", timeout=None)
         return frames.metrics_frame(rows)
+
+    # ------------------------------------------------------------------ messaging
+    async def subscribe(
+        self,
+        topic: str,
+        on_message: Callable[[Message], Any] | None = None,
+        *,
+        validator: Callable[[Message], Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        await self._await(
+            f"subscribe to {topic}", "subscribe", topic, on_message, validator, timeout=timeout
+        )
+
+    async def unsubscribe(self, topic: str, *, timeout: float | None = None) -> None:
+        await self._await(f"unsubscribe from {topic}", "unsubscribe", topic, timeout=timeout)
+
+    async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = None) -> str:
+        return await self._await(  # type: ignore[no-any-return]
+            f"publish on {topic}", "publish", topic, data, timeout=timeout
+        )
+
+    async def topics(self) -> pd.DataFrame:
+        return frames.topics_frame(await self._await("read topics", "get_topics", timeout=None))
+
+    async def messages(self, topic: str | None = None) -> pd.DataFrame:
+        rows = await self._await("read messages", "get_messages", topic, timeout=None)
+        return frames.messages_frame(rows)
+
+    async def handle(self, protocol: str, handler: Callable[..., Any]) -> None:
+        await self._await(f"handle {protocol}", "handle", protocol, handler, timeout=None)
+
+    async def unhandle(self, protocol: str) -> None:
+        await self._await(f"unhandle {protocol}", "unhandle", protocol, timeout=None)
+
+    async def open_stream(
+        self, peer_id: str, protocol: str, *, timeout: float | None = None
+    ) -> AioStream:
+        stream = await self._await(
+            f"open a {protocol} stream to {peer_id}",
+            "open_stream",
+            peer_id,
+            protocol,
+            timeout=timeout,
+        )
+        return AioStream(self, stream)
+
+
+class AioStream:
+    """A stream for asyncio code (``await node.aio.open_stream(...)``): the methods of a
+    blocking stream, as coroutines; ``async with`` closes it (resets it on an error)."""
+
+    def __init__(self, aio: AsyncNode, stream: Stream) -> None:
+        self._aio = aio
+        self.stream = stream
+        self.peer_id = stream.peer_id
+        self.protocol = stream.protocol
+
+    async def _do(self, what: str, fn: Callable[..., Any], *args: Any, timeout: Any) -> Any:
+        return await self._aio._await(f"{what} on {self.protocol}", fn, *args, timeout=timeout)
+
+    async def read(self, max_bytes: int = READ_CHUNK, *, timeout: float | None = None) -> bytes:
+        return await self._do("read", self.stream.read, max_bytes, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def read_exactly(self, n: int, *, timeout: float | None = None) -> bytes:
+        return await self._do("read", self.stream.read_exactly, n, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def read_msg(
+        self, max_size: int = DEFAULT_MAX_MESSAGE, *, timeout: float | None = None
+    ) -> bytes:
+        return await self._do("read a message", self.stream.read_msg, max_size, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def write(self, data: bytes | str, *, timeout: float | None = None) -> None:
+        await self._do("write", self.stream.write, data, timeout=timeout)
+
+    async def write_msg(self, data: bytes | str, *, timeout: float | None = None) -> None:
+        await self._do("write a message", self.stream.write_msg, data, timeout=timeout)
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        await self._do("close", self.stream.close, timeout=timeout)
+
+    async def reset(self, *, timeout: float | None = None) -> None:
+        await self._do("reset", self.stream.reset, timeout=timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self.stream.closed
+
+    async def __aenter__(self) -> AioStream:
+        return self
+
+    async def __aexit__(self, exc_type: Any, *rest: object) -> None:
+        with contextlib.suppress(errors.UcsdkError):
+            if exc_type is None:
+                await self.close()
+            else:
+                await self.reset()

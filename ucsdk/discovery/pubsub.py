@@ -17,8 +17,6 @@ Example (inside trio, with a running host)::
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,15 +25,12 @@ import trio
 from libp2p.abc import IHost
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
-from libp2p.pubsub.pubsub_notifee import PubsubNotifee
-from libp2p.tools.anyio_service import background_trio_service
-from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
 
 from ucsdk import errors
 from ucsdk.config import DEFAULT_DISCOVERY_TOPIC
 from ucsdk.discovery._base import DiscoveryService, check_seconds
+from ucsdk.gossip import build_gossipsub, build_pubsub, run_pubsub
 from ucsdk.host import expand_wildcard
 from ucsdk.peers import MAX_ADDRS_PER_PEER, DiscoveredPeer
 from ucsdk.proto import Peer
@@ -54,100 +49,6 @@ DROP_REASONS = (
     "unsigned",
     "bad_signature",
 )
-
-
-PEER_TASK_TIMEOUT = 30.0
-"""Seconds; how long py-libp2p's per-peer pubsub tasks (replaying recent messages,
-retrying the stream to a new peer) may run before they give up."""
-
-
-class CheckedPubsub(Pubsub):
-    """py-libp2p's Pubsub, whose signature check cannot be made to crash it, and whose
-    per-peer tasks end when the peer is gone.
-
-    py-libp2p checks a message's signature in the task that reads the sender's stream, and
-    a ``key`` field that is not a serialized public key raises there: the whole Pubsub
-    service ends. Any peer could stop a node's pubsub that way, once per restart. Here the
-    part of the check that can raise runs first, inside ``try``; a message it would raise
-    on is dropped and reported to ``on_reject`` before py-libp2p sees it.
-
-    Peers that connect and leave at once left py-libp2p tasks behind (about one per ten
-    such peers in ``bench/soak.py``): a sending task for a peer that left while it was
-    being added, replays and stream retries with no end. Those end here.
-    """
-
-    def __init__(self, *args: Any, on_reject: Callable[[str], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_reject = on_reject
-
-    async def _handle_new_peer(self, peer_id: ID) -> None:
-        await super()._handle_new_peer(peer_id)
-        if peer_id in self.peers and not self._peer_is_connected(peer_id):
-            # The peer left while py-libp2p was adding it: its dead-peer handling ran
-            # before the peer was in ``peers`` and did nothing, and the peer's sending task
-            # would wait on its queue for ever. Handle the departure again, now.
-            self._handle_dead_peer(peer_id)
-
-    async def _replay_recent_messages(self, peer_id: ID, topic: str) -> None:
-        # A replay writes to the peer's stream; to a peer that stopped reading, it would
-        # wait for ever (one task per peer and topic).
-        with trio.move_on_after(PEER_TASK_TIMEOUT):
-            await super()._replay_recent_messages(peer_id, topic)
-
-    async def _peer_stream_retry_task(self, peer_id: ID) -> None:
-        # py-libp2p retries without end while the peer looks connected; a connection
-        # whose muxer never came up looks connected for ever.
-        try:
-            await self._handle_new_peer_with_retry(peer_id, timeout=PEER_TASK_TIMEOUT)
-        finally:
-            self._peer_stream_retries_pending.discard(peer_id)
-
-    async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
-        if self.strict_signing and _key_would_raise(msg):
-            self._on_reject("bad_signature")
-            return
-        await super().push_msg(msg_forwarder, msg)
-
-
-def _key_would_raise(msg: Any) -> bool:
-    """Whether py-libp2p's signature check would raise on ``msg`` rather than answer.
-
-    It raises in one place only: a ``key`` field that does not deserialize, for a sender
-    whose id does not hold its key. Checking just that (not the whole signature, which
-    py-libp2p checks next) keeps the cost per message where it was.
-    """
-    if not msg.signature or not msg.key:
-        return False  # py-libp2p rejects these itself, without raising
-    try:
-        if ID(msg.from_id).extract_public_key() is not None:
-            return False  # the key comes from the id; msg.key is not read
-    except Exception:
-        pass
-    try:
-        deserialize_public_key(msg.key)
-    except Exception:
-        return True
-    return False
-
-
-def build_gossipsub(heartbeat_interval: int = 1) -> GossipSub:
-    """GossipSub set up for discovery traffic (py-libp2p's defaults are not).
-
-    py-libp2p's heartbeat defaults to 120 s, so a mesh would take minutes to form. Its
-    per-forwarder rate limit drops messages silently, before any validator sees them: it
-    is off here, so every announcement is validated, and what is dropped is counted
-    (announcements are small, validation is cheap, the peer table is bounded).
-    """
-    return GossipSub(
-        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
-        heartbeat_initial_delay=0.1,
-        heartbeat_interval=heartbeat_interval,
-        time_to_live=60,
-        spam_protection_enabled=False,
-    )
 
 
 def encode_announcement(host: IHost, addrs: Sequence[str]) -> bytes:
@@ -192,30 +93,6 @@ def decode_announcement(data: bytes, signer: bytes) -> tuple[str, list[str]]:
     return peer_id.to_base58(), addrs
 
 
-class InlineSweptSeenCache(LastSeenCache):
-    """py-libp2p's seen-message cache without its background thread.
-
-    Expired entries are swept during ``add`` at most once per ``sweep_interval``.
-    """
-
-    def __init__(self, ttl: int, sweep_interval: int = 60) -> None:
-        self.ttl = ttl
-        self.sweep_interval = sweep_interval
-        self.lock = threading.Lock()
-        self.cache = {}
-        self._next_sweep = time.time() + sweep_interval
-
-    def add(self, key: bytes) -> bool:
-        now = time.time()
-        if now >= self._next_sweep:
-            self._next_sweep = now + self.sweep_interval
-            self._sweep()
-        return super().add(key)
-
-    def stop(self) -> None:
-        """Nothing runs in the background."""
-
-
 class AnnouncementRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -252,6 +129,7 @@ class PubsubPeerDiscovery(DiscoveryService):
         pubsub: Pubsub | None = None,
         max_peers: int = 1000,
         addrs: Callable[[], list[str]] | None = None,
+        pubsub_source: Callable[[], Pubsub | None] | None = None,
     ) -> None:
         super().__init__(peer_ttl, on_peer_discovered, max_peers)
         self.addrs = addrs
@@ -265,7 +143,11 @@ class PubsubPeerDiscovery(DiscoveryService):
         self.interval = check_seconds("interval", interval)
         self.listen_only = listen_only
         self.pubsub = pubsub
-        self._owns_pubsub = pubsub is None
+        self._pubsub_source = pubsub_source
+        """Where a shared pubsub comes from at each (re)start: the node's messaging
+        service; when that pubsub stops, this service ends too and is restarted on the
+        new one."""
+        self._owns_pubsub = pubsub is None and pubsub_source is None
         self.announcements_sent = 0
         self.announcements_received = 0
         self.local_peer_id = host.get_id().to_base58()
@@ -274,31 +156,19 @@ class PubsubPeerDiscovery(DiscoveryService):
     async def _run(self, nursery: trio.Nursery) -> None:
         if self._owns_pubsub:
             router = build_gossipsub()
-            network: Any = self.host.get_network()
-            self.pubsub = CheckedPubsub(
-                self.host, router, strict_signing=True, on_reject=self._count_rejected
-            )
-            # Its seen-message cache runs a sweeper thread per Pubsub; swap in the same
-            # cache swept inline, so nodes add no threads (one runtime thread for all).
-            original = self.pubsub.seen_messages
-            original.stop()
-            self.pubsub.seen_messages = InlineSweptSeenCache(original.ttl, original.sweep_interval)
-            # Pubsub registers a notifee for new connections in its constructor and never
-            # removes it; it also never learns of connections that existed before.
-            notifee = next(
-                (n for n in reversed(network.notifees) if isinstance(n, PubsubNotifee)), None
-            )
-            try:
-                async with background_trio_service(self.pubsub), background_trio_service(router):
-                    await self.pubsub.wait_until_ready()
-                    if notifee is not None:
-                        for connections in list(network.connections.values()):
-                            for conn in connections[:1]:
-                                await notifee.connected(network, conn)
-                    await self._serve()
-            finally:
-                if notifee is not None:
-                    network.remove_notifee(notifee)
+            self.pubsub = build_pubsub(self.host, router, on_reject=self._count_rejected)
+            async with run_pubsub(self.host, self.pubsub, router):
+                await self._serve()
+        elif self._pubsub_source is not None:
+            shared = self._pubsub_source()
+            if shared is None:
+                raise RuntimeError("the node's pubsub is not running")
+            self.pubsub = shared
+            await shared.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._serve)
+                await shared.manager.wait_finished()
+                raise RuntimeError("the node's pubsub stopped")
         else:
             await self._serve()
 

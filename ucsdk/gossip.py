@@ -1,0 +1,357 @@
+"""GossipSub as ucsdk runs it: py-libp2p's Pubsub made safe, interoperable and lossless.
+
+One :class:`CheckedPubsub` per node carries both pubsub peer discovery and the user's
+topics. What it changes in py-libp2p 0.8.1's ``Pubsub``:
+
+- a ``key`` field that is not a serialized public key no longer ends the whole service
+  (dropped and counted ``bad_signature``);
+- per-peer tasks end when the peer is gone (no task left behind by peers that leave at
+  once);
+- sequence numbers never repeat across restarts or between nodes started in the same
+  second (py-libp2p starts at the time in seconds; js UC peers use the sequence number
+  alone as the message id, so such repeats are dropped there as duplicates);
+- the message id function is chosen by name (:data:`MESSAGE_ID_FUNCTIONS`) or given;
+- messages on a topic with a delivery hook go to the hook with the peer that forwarded
+  them, instead of py-libp2p's 32-slot queue that drops the rest silently;
+- the per-peer outbound queues hold :data:`OUTBOUND_QUEUE_SIZE` RPCs, and what they refuse
+  is counted (``outbound_dropped``), not only logged; :meth:`CheckedPubsub.publish_message`
+  waits for room (back-pressure) rather than drop, and returns the message.
+
+Example:
+    >>> msg = rpc_pb2.Message(seqno=(42).to_bytes(8, "big"), from_id=b"x", data=b"hi")
+    >>> MESSAGE_ID_FUNCTIONS["uc"](msg).hex()[:16]  # sha256 of the text "42"
+    '73475cb40a568e8d'
+    >>> message_id_function("default")(msg)
+    b'x\\x00\\x00\\x00\\x00\\x00\\x00\\x00*'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub_notifee import PubsubNotifee
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
+from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
+
+from ucsdk import errors
+
+logger = logging.getLogger("UniversalConnectivity")
+
+PEER_TASK_TIMEOUT = 30.0
+"""Seconds; how long py-libp2p's per-peer pubsub tasks (replaying recent messages,
+retrying the stream to a new peer) may run before they give up."""
+
+OUTBOUND_QUEUE_SIZE = 1024
+"""RPCs queued per peer before new ones are refused (py-libp2p and go: 32)."""
+
+PUBLISH_WAIT = 10.0
+"""Seconds :meth:`CheckedPubsub.publish_message` waits for room in a full outbound queue."""
+
+MessageIdFn = Callable[[Any], bytes]
+
+
+def _from_and_seqno(msg: Any) -> bytes:
+    return bytes(msg.from_id) + bytes(msg.seqno)
+
+
+def _uc_seqno_sha256(msg: Any) -> bytes:
+    return hashlib.sha256(str(int.from_bytes(msg.seqno, "big")).encode()).digest()
+
+
+def _content_sha256(msg: Any) -> bytes:
+    return hashlib.sha256(msg.data).digest()
+
+
+MESSAGE_ID_FUNCTIONS: dict[str, MessageIdFn] = {
+    "default": _from_and_seqno,
+    "uc": _uc_seqno_sha256,
+    "content": _content_sha256,
+}
+"""Message id functions by name: ``default`` is the spec's and go's (``from`` + seqno);
+``uc`` is the universal-connectivity js peers' (sha256 of the seqno's decimal text);
+``content`` hashes the data (sha256), so equal payloads are one message."""
+
+
+def message_id_function(choice: str | MessageIdFn) -> MessageIdFn:
+    """The function for ``choice``: a name from :data:`MESSAGE_ID_FUNCTIONS` or a callable
+    taking the raw message (``.data``, ``.from_id``, ``.seqno``) and returning bytes."""
+    if callable(choice):
+        return choice
+    try:
+        return MESSAGE_ID_FUNCTIONS[choice]
+    except (KeyError, TypeError):
+        raise errors.ConfigError(
+            "pubsub_message_id", choice, f"one of {', '.join(MESSAGE_ID_FUNCTIONS)} or a callable"
+        ) from None
+
+
+def initial_seqno() -> int:
+    """Where a node's sequence numbers start: the time in seconds in the high 32 bits and
+    31 random bits below, so a restart starts above the last run, and two nodes started in
+    the same second are about a billion numbers apart."""
+    return (int(time.time()) << 32) | secrets.randbits(31)
+
+
+class CheckedPubsub(Pubsub):
+    """py-libp2p's Pubsub with the changes listed in the module docstring.
+
+    ``on_reject(reason)`` is told of every message dropped before validation.
+    ``deliver[topic]`` (set by the owner) receives ``(forwarder, message)`` for each new,
+    valid message on ``topic``, on the event loop; it must not block.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        on_reject: Callable[[str], None],
+        outbound_queue_size: int = OUTBOUND_QUEUE_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_reject = on_reject
+        self.counter = initial_seqno()
+        self.deliver: dict[str, Callable[[ID, Any], None]] = {}
+        self.outbound_queue_size = outbound_queue_size
+        self.outbound_dropped = 0
+        self._forwarders: dict[int, ID] = {}
+        # Its seen-message cache runs a sweeper thread per Pubsub; the same cache swept
+        # inline adds no thread.
+        original = self.seen_messages
+        original.stop()
+        self.seen_messages = InlineSweptSeenCache(original.ttl, original.sweep_interval)
+
+    # ------------------------------------------------------------- peers' tasks
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        await super()._handle_new_peer(peer_id)
+        queue = self.peer_queues.get(peer_id)
+        if queue is not None and not getattr(queue, "_ucsdk_counted", False):
+            queue._queue.max_size = self.outbound_queue_size
+            push = queue.push
+
+            def counted_push(rpc: Any, priority: bool = False) -> bool:
+                ok = push(rpc, priority)
+                if not ok and not queue.closed:
+                    self.outbound_dropped += 1
+                return ok
+
+            queue.push = counted_push  # type: ignore[method-assign]
+            queue._ucsdk_counted = True  # type: ignore[attr-defined]
+        if peer_id in self.peers and not self._peer_is_connected(peer_id):
+            # The peer left while py-libp2p was adding it: its dead-peer handling ran
+            # before the peer was in ``peers`` and did nothing, and the peer's sending task
+            # would wait on its queue for ever. Handle the departure again, now.
+            self._handle_dead_peer(peer_id)
+
+    async def _replay_recent_messages(self, peer_id: ID, topic: str) -> None:
+        # A replay writes to the peer's stream; to a peer that stopped reading, it would
+        # wait for ever (one task per peer and topic).
+        with trio.move_on_after(PEER_TASK_TIMEOUT):
+            await super()._replay_recent_messages(peer_id, topic)
+
+    async def _peer_stream_retry_task(self, peer_id: ID) -> None:
+        # py-libp2p retries without end while the peer looks connected; a connection
+        # whose muxer never came up looks connected for ever.
+        try:
+            await self._handle_new_peer_with_retry(peer_id, timeout=PEER_TASK_TIMEOUT)
+        finally:
+            self._peer_stream_retries_pending.discard(peer_id)
+
+    # ---------------------------------------------------------------- messages
+    async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
+        if self.strict_signing and _key_would_raise(msg):
+            self._on_reject("bad_signature")
+            return
+        key = id(msg)
+        self._forwarders[key] = msg_forwarder
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        finally:
+            self._forwarders.pop(key, None)
+
+    def notify_subscriptions(self, publish_message: Any) -> None:
+        forwarder = self._forwarders.get(id(publish_message), self.my_id)
+        for topic in publish_message.topicIDs:
+            hook = self.deliver.get(topic)
+            if hook is not None:
+                hook(forwarder, publish_message)
+            elif topic in self.subscribed_topics_send:
+                try:
+                    self.subscribed_topics_send[topic].send_nowait(publish_message)
+                except trio.WouldBlock:
+                    logger.debug("subscription queue of %s full: message dropped", topic)
+
+    def _queues_full(self, topic: str) -> bool:
+        margin = max(1, self.outbound_queue_size // 8)
+        for peer_id in self.peer_topics.get(topic, ()):
+            queue = self.peer_queues.get(peer_id)
+            if queue is not None and len(queue) >= self.outbound_queue_size - margin:
+                return True
+        return False
+
+    async def publish_message(self, topic: str, data: bytes) -> Any:
+        """Sign and publish ``data`` on ``topic``; return the message (its id is
+        ``get_message_id(message)``). Waits, up to :data:`PUBLISH_WAIT` seconds, while a
+        subscriber's outbound queue is nearly full, rather than have it dropped."""
+        with trio.move_on_after(PUBLISH_WAIT):
+            while self._queues_full(topic):
+                await trio.sleep(0.002)
+        msg = self.make_message(topic, data)
+        await self.push_msg(self.my_id, msg)
+        return msg
+
+    def make_message(self, topic: str, data: bytes) -> Any:
+        """A new message from this node on ``topic``, with the next seqno, signed."""
+        self.counter += 1
+        msg = rpc_pb2.Message(
+            data=data,
+            topicIDs=[topic],
+            from_id=self.my_id.to_bytes(),
+            seqno=self.counter.to_bytes(8, "big"),
+        )
+        if self.strict_signing:
+            assert self.sign_key is not None
+            msg.signature = self.sign_key.sign(
+                PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString()
+            )
+            msg.key = self.host.get_public_key().serialize()
+        return msg
+
+    async def publish(self, topic_id: str | list[str], data: bytes) -> None:
+        topics = [topic_id] if isinstance(topic_id, str) else list(topic_id)
+        for topic in topics:
+            await self.publish_message(topic, data)
+
+    def _next_seqno(self) -> bytes:
+        self.counter += 1
+        return self.counter.to_bytes(8, "big")
+
+
+def _key_would_raise(msg: Any) -> bool:
+    """Whether py-libp2p's signature check would raise on ``msg`` rather than answer.
+
+    It raises in one place only: a ``key`` field that does not deserialize, for a sender
+    whose id does not hold its key. Checking just that (not the whole signature, which
+    py-libp2p checks next) keeps the cost per message where it was.
+    """
+    if not msg.signature or not msg.key:
+        return False  # py-libp2p rejects these itself, without raising
+    try:
+        if ID(msg.from_id).extract_public_key() is not None:
+            return False  # the key comes from the id; msg.key is not read
+    except Exception:
+        pass
+    try:
+        deserialize_public_key(msg.key)
+    except Exception:
+        return True
+    return False
+
+
+def build_gossipsub(heartbeat_interval: int = 1) -> GossipSub:
+    """GossipSub with the mesh settings of js-libp2p and go-libp2p (D=6, Dlo=4, Dhi=12,
+    1 s heartbeat; py-libp2p's heartbeat defaults to 120 s, so a mesh would take minutes
+    to form). Its per-forwarder rate limit drops messages silently, before any validator
+    sees them: it is off here, so every message is validated and what is dropped is
+    counted."""
+    return GossipSub(
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_initial_delay=0.1,
+        heartbeat_interval=heartbeat_interval,
+        time_to_live=60,
+        spam_protection_enabled=False,
+    )
+
+
+def build_pubsub(
+    host: Any,
+    router: GossipSub,
+    *,
+    on_reject: Callable[[str], None],
+    message_id: str | MessageIdFn = "default",
+    max_message_size: int = 1 << 20,
+) -> CheckedPubsub:
+    """A :class:`CheckedPubsub` over ``router`` with strict signing."""
+    return CheckedPubsub(
+        host,
+        router,
+        strict_signing=True,
+        on_reject=on_reject,
+        msg_id_constructor=message_id_function(message_id),
+        max_inbound_rpc_size=max(max_message_size + 4096, 64 * 1024),
+    )
+
+
+@asynccontextmanager
+async def run_pubsub(host: Any, pubsub: Pubsub, router: GossipSub) -> AsyncIterator[Pubsub]:
+    """Run ``pubsub`` and ``router`` for the body of the ``async with``, ready on entry.
+
+    Pubsub registers a notifee for new connections in its constructor and never removes
+    it, and never learns of connections that existed before: here it is told of those on
+    entry, and its notifee is removed on exit.
+    """
+    network: Any = host.get_network()
+    notifee = next((n for n in reversed(network.notifees) if isinstance(n, PubsubNotifee)), None)
+    try:
+        async with background_trio_service(pubsub), background_trio_service(router):
+            await pubsub.wait_until_ready()
+            if notifee is not None:
+                for connections in list(network.connections.values()):
+                    for conn in connections[:1]:
+                        await notifee.connected(network, conn)
+            yield pubsub
+    finally:
+        if notifee is not None:
+            network.remove_notifee(notifee)
+
+
+class InlineSweptSeenCache(LastSeenCache):
+    """py-libp2p's seen-message cache without its background thread.
+
+    Expired entries are swept during ``add`` at most once per ``sweep_interval``.
+    """
+
+    def __init__(self, ttl: int, sweep_interval: int = 60) -> None:
+        self.ttl = ttl
+        self.sweep_interval = sweep_interval
+        self.lock = threading.Lock()
+        self.cache = {}
+        self._next_sweep = time.time() + sweep_interval
+
+    def add(self, key: bytes) -> bool:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self._sweep()
+        return super().add(key)
+
+    def stop(self) -> None:
+        """Nothing runs in the background."""
+
+
+__all__ = [
+    "MESSAGE_ID_FUNCTIONS",
+    "CheckedPubsub",
+    "InlineSweptSeenCache",
+    "build_gossipsub",
+    "build_pubsub",
+    "initial_seqno",
+    "message_id_function",
+    "run_pubsub",
+]

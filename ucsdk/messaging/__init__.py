@@ -1,0 +1,1 @@
+"""Messaging for users: publish/subscribe (``pubsub``) and streams (``streams``)."""
