@@ -32,22 +32,25 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.network.stream.exceptions import StreamClosed, StreamReset
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub import Pubsub, ValidationCache
 from libp2p.pubsub.pubsub_notifee import PubsubNotifee
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.timed_cache.last_seen_cache import LastSeenCache
 
 from ucsdk import errors
+from ucsdk._wire import encode_uvarint
 
 logger = logging.getLogger("UniversalConnectivity")
 
@@ -57,6 +60,12 @@ retrying the stream to a new peer) may run before they give up."""
 
 OUTBOUND_QUEUE_SIZE = 1024
 """RPCs queued per peer before new ones are refused (py-libp2p and go: 32)."""
+
+READ_AHEAD = 64 * 1024
+"""Bytes asked of a peer's pubsub stream per read."""
+
+WRITE_BATCH = 64 * 1024
+"""Bytes of queued RPCs a peer's sending loop writes at once."""
 
 PUBLISH_WAIT = 10.0
 """Seconds :meth:`CheckedPubsub.publish_message` waits for room in a full outbound queue."""
@@ -133,6 +142,8 @@ class CheckedPubsub(Pubsub):
         original = self.seen_messages
         original.stop()
         self.seen_messages = InlineSweptSeenCache(original.ttl, original.sweep_interval)
+        cache = self.validation_cache
+        self.validation_cache = LruValidationCache(cache.ttl, cache.max_size)
 
     # ------------------------------------------------------------- peers' tasks
     async def _handle_new_peer(self, peer_id: ID) -> None:
@@ -169,6 +180,39 @@ class CheckedPubsub(Pubsub):
             await self._handle_new_peer_with_retry(peer_id, timeout=PEER_TASK_TIMEOUT)
         finally:
             self._peer_stream_retries_pending.discard(peer_id)
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        # py-libp2p reads each RPC's length prefix a byte at a time, every read a trip
+        # through yamux (and a window update): read ahead instead.
+        await super().continuously_read_stream(ReadAhead(stream))  # type: ignore[arg-type]
+
+    async def handle_sending_messages(self, peer_id: ID, stream: Any, queue: Any) -> None:
+        """The per-peer sending loop, writing every RPC already queued in one write (up
+        to :data:`WRITE_BATCH` bytes): py-libp2p wrote each RPC alone, one Noise frame and
+        one yamux frame per message."""
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:
+                    return
+                parts: list[bytes] = []
+                size = 0
+                while rpc is not None:
+                    body = rpc.SerializeToString()
+                    parts.append(encode_uvarint(len(body)))
+                    parts.append(body)
+                    size += len(body)
+                    if size >= WRITE_BATCH:
+                        break
+                    rpc = queue._queue.pop()
+                try:
+                    await stream.write(b"".join(parts))
+                except (StreamClosed, StreamReset):
+                    self._handle_dead_peer(peer_id)
+                    return
+        except Exception:
+            logger.debug("pubsub sending loop for %s ended", peer_id)
+            self._handle_dead_peer(peer_id)
 
     # ---------------------------------------------------------------- messages
     async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
@@ -210,8 +254,17 @@ class CheckedPubsub(Pubsub):
             while self._queues_full(topic):
                 await trio.sleep(0.002)
         msg = self.make_message(topic, data)
-        await self.push_msg(self.my_id, msg)
+        await self.push_own(msg)
         return msg
+
+    async def push_own(self, msg: Any) -> None:
+        """Deliver and send a message this node just made and signed: py-libp2p's
+        ``push_msg`` also checked its signature again (about 100 us a message). Topic
+        validators still run; a rejection raises ``ValidationError``."""
+        await self.validate_msg(self.my_id, msg)
+        self._mark_msg_seen(msg)
+        self.notify_subscriptions(msg)
+        await self.router.publish(self.my_id, msg)
 
     def make_message(self, topic: str, data: bytes) -> Any:
         """A new message from this node on ``topic``, with the next seqno, signed."""
@@ -240,6 +293,32 @@ class CheckedPubsub(Pubsub):
         return self.counter.to_bytes(8, "big")
 
 
+class ReadAhead:
+    """A stream whose reads are served from :data:`READ_AHEAD`-byte reads of ``stream``;
+    everything else is the stream's own."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self._buffer:
+            chunk = await self._stream.read(READ_AHEAD)
+            if not chunk:
+                return b""
+            self._buffer += chunk
+        if n is None or n >= len(self._buffer):
+            out = bytes(self._buffer)
+            self._buffer.clear()
+            return out
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+
 def _key_would_raise(msg: Any) -> bool:
     """Whether py-libp2p's signature check would raise on ``msg`` rather than answer.
 
@@ -261,13 +340,45 @@ def _key_would_raise(msg: Any) -> bool:
     return False
 
 
+IDONTWANT_THRESHOLD = 1024
+"""Bytes: IDONTWANT is sent for received messages this large or larger (go-libp2p's
+``IDontWantMessageThreshold``); py-libp2p sent one to every mesh peer for every message,
+the node's own included, which doubled the frames of small messages."""
+
+
+class LeanGossipSub(GossipSub):
+    """py-libp2p's GossipSub without two per-message costs that the spec does not ask for:
+    IDONTWANT for small or own messages, and a signed peer record attached to every RPC
+    that carries a message (each receiver checked its signature: about 300 us each)."""
+
+    _idontwant_wanted = True
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: Any) -> None:
+        own = self.pubsub is not None and msg_forwarder == self.pubsub.my_id
+        # Read by _emit_idontwant_for_message, which publish awaits before anything else.
+        self._idontwant_wanted = not own and len(pubsub_msg.data) >= IDONTWANT_THRESHOLD
+        await super().publish(msg_forwarder, pubsub_msg)
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Any) -> None:
+        if self._idontwant_wanted:
+            await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+    def send_rpc(self, peer_id: ID, rpc: Any, priority: bool = False) -> None:
+        if rpc.publish and rpc.HasField("senderRecord"):
+            lean = rpc_pb2.RPC()
+            lean.CopyFrom(rpc)
+            lean.ClearField("senderRecord")
+            rpc = lean
+        super().send_rpc(peer_id, rpc, priority)
+
+
 def build_gossipsub(heartbeat_interval: int = 1) -> GossipSub:
     """GossipSub with the mesh settings of js-libp2p and go-libp2p (D=6, Dlo=4, Dhi=12,
     1 s heartbeat; py-libp2p's heartbeat defaults to 120 s, so a mesh would take minutes
     to form). Its per-forwarder rate limit drops messages silently, before any validator
     sees them: it is off here, so every message is validated and what is dropped is
     counted."""
-    return GossipSub(
+    return LeanGossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=6,
         degree_low=4,
@@ -319,6 +430,36 @@ async def run_pubsub(host: Any, pubsub: Pubsub, router: GossipSub) -> AsyncItera
     finally:
         if notifee is not None:
             network.remove_notifee(notifee)
+
+
+class LruValidationCache(ValidationCache):
+    """py-libp2p's validation-result cache with O(1) steps: it kept its LRU order in a
+    list and searched it on every message (a scan of up to 1,000 ids per message)."""
+
+    def __init__(self, ttl: int = 300, max_size: int = 1000) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self.cache: OrderedDict[bytes, Any] = OrderedDict()  # type: ignore[assignment]
+        self.access_order = []
+
+    def get(self, msg_id: bytes) -> Any:
+        result = self.cache.get(msg_id)
+        if result is None:
+            return None
+        if time.time() - result.timestamp > self.ttl:
+            del self.cache[msg_id]
+            return None
+        self.cache.move_to_end(msg_id)
+        return result
+
+    def put(self, msg_id: bytes, result: Any) -> None:
+        self.cache[msg_id] = result
+        self.cache.move_to_end(msg_id)
+        while len(self.cache) > self.max_size:
+            self.cache.popitem(last=False)
+
+    def _remove(self, msg_id: bytes) -> None:
+        self.cache.pop(msg_id, None)
 
 
 class InlineSweptSeenCache(LastSeenCache):

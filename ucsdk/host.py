@@ -141,14 +141,21 @@ class AdvertisedAddrs:
 
     def __init__(self) -> None:
         self.source: Callable[[], list[str]] | None = None
+        # py-libp2p asks for the addresses on every pubsub publish (its signed peer
+        # record): parsing them each time cost ~60 us per message.
+        self._parsed: tuple[tuple[str, ...], list[multiaddr.Multiaddr]] = ((), [])
 
     def __call__(self, candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
         if self.source is not None:
-            return [multiaddr.Multiaddr(a) for a in self.source()]
-        out: list[str] = []
-        for addr in candidates:
-            out.extend(e for e in expand_wildcard(str(addr)) if e not in out)
-        return [multiaddr.Multiaddr(a) for a in out]
+            texts = tuple(self.source())
+        else:
+            out: list[str] = []
+            for addr in candidates:
+                out.extend(e for e in expand_wildcard(str(addr)) if e not in out)
+            texts = tuple(out)
+        if texts != self._parsed[0]:
+            self._parsed = (texts, [multiaddr.Multiaddr(a) for a in texts])
+        return list(self._parsed[1])
 
 
 def set_addrs_source(host: IHost, source: Callable[[], list[str]] | None) -> None:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from libp2p.abc import IHost
 
@@ -129,6 +130,10 @@ class ObservedAddrs:
         ]
 
 
+ADDRS_CACHE_SECONDS = 0.25
+"""How long an answer of ``host.get_addrs()`` is reused (see :meth:`AddressBook.install`)."""
+
+
 class AddressBook:
     """Listen, observed and circuit addresses of one host, and what each peer is told."""
 
@@ -153,11 +158,30 @@ class AddressBook:
 
     # ------------------------------------------------------------------ life cycle
     def install(self) -> None:
-        """Make this book decide what ``host.get_addrs()`` advertises."""
+        """Make this book decide what ``host.get_addrs()`` advertises.
+
+        ``get_addrs()`` is also remembered for :data:`ADDRS_CACHE_SECONDS`: py-libp2p
+        asks for it on every pubsub message it publishes (to sign its peer record), and
+        working it out (listener sockets, scopes, parsing) cost about 100 us a time.
+        """
         set_addrs_source(self.host, self.advertised)
+        host: Any = self.host
+        if "get_addrs" in vars(host):
+            return
+        compute = host.get_addrs
+        cache: list[Any] = [0.0, []]
+
+        def get_addrs() -> list[Any]:
+            now = time.monotonic()
+            if now - cache[0] > ADDRS_CACHE_SECONDS:
+                cache[0], cache[1] = now, compute()
+            return list(cache[1])
+
+        host.get_addrs = get_addrs
 
     def uninstall(self) -> None:
         set_addrs_source(self.host, None)
+        vars(self.host).pop("get_addrs", None)
 
     # -------------------------------------------------------------------- sources
     def listen_addrs(self) -> list[str]:

@@ -28,6 +28,7 @@ Example (inside trio, with a running host):
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import logging
 from collections import Counter, deque
@@ -38,6 +39,7 @@ from typing import Any
 
 import trio
 from libp2p.abc import IHost
+from libp2p.exceptions import ValidationError
 from libp2p.peer.id import ID
 
 from ucsdk import errors
@@ -154,6 +156,11 @@ def as_bytes(data: Any, limit: int) -> bytes:
             "data", f"<{len(raw)} bytes>", f"at most {limit} bytes (max_message_size)"
         )
     return raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _base58(raw: bytes) -> str:
+    return ID(raw).to_base58()
 
 
 def _verdict(answer: Any) -> Verdict:
@@ -303,12 +310,12 @@ class PubsubService(Service):
     def _snapshot(self, forwarder: ID, msg: Any, topic: str) -> Message:
         pubsub = self.pubsub
         assert pubsub is not None
-        sender = ID(msg.from_id).to_base58()
+        sender = _base58(bytes(msg.from_id))
         return Message(
             time=utcnow(),
             topic=topic,
             from_peer=sender,
-            received_from=forwarder.to_base58(),
+            received_from=_base58(forwarder.to_bytes()),
             seqno=int.from_bytes(msg.seqno, "big"),
             msg_id=pubsub.get_message_id(msg).hex(),
             data=bytes(msg.data),
@@ -388,7 +395,12 @@ class PubsubService(Service):
         subscriber's outbound queue is full rather than drop the message.
         """
         pubsub, raw = self._prepare(topic, data)
-        msg = await pubsub.publish_message(topic, raw)
+        try:
+            msg = await pubsub.publish_message(topic, raw)
+        except ValidationError:
+            raise errors.InvalidInput(
+                "data", f"<{len(raw)} bytes>", f"a message the validator of {topic} accepts"
+            ) from None
         return self._published(pubsub, topic, msg)
 
     def publish_nowait(self, topic: str, data: bytes | str) -> str:
@@ -396,9 +408,15 @@ class PubsubService(Service):
         the message is signed now and sent in the background; returns its id."""
         pubsub, raw = self._prepare(topic, data)
         msg = pubsub.make_message(topic, raw)
-        if not self.spawn(pubsub.push_msg, pubsub.my_id, msg):
+        if not self.spawn(self._push_quietly, pubsub, msg):
             raise errors.NodeStopped(f"publish on {topic}")
         return self._published(pubsub, topic, msg)
+
+    async def _push_quietly(self, pubsub: CheckedPubsub, msg: Any) -> None:
+        try:
+            await pubsub.push_own(msg)
+        except ValidationError:
+            self._count("rejected")
 
     def _published(self, pubsub: CheckedPubsub, topic: str, msg: Any) -> str:
         self.published += 1
