@@ -31,6 +31,8 @@ def _stranger() -> str:
 
 def _expected_services(config: ucsdk.ConnectivityConfig) -> list[str]:
     optional = [
+        ("streams", True),
+        ("gossipsub", config.enable_pubsub),
         ("pubsub", config.enable_pubsub_discovery),
         ("dht", config.enable_dht_discovery),
         ("relay_server", config.enable_relay_server),

@@ -7,7 +7,7 @@ topics. What it changes in py-libp2p 0.8.1's ``Pubsub``:
   (dropped and counted ``bad_signature``);
 - per-peer tasks end when the peer is gone (no task left behind by peers that leave at
   once);
-- sequence numbers never repeat across restarts or between nodes started in the same
+- sequence numbers do not repeat across restarts or between nodes started in the same
   second (py-libp2p starts at the time in seconds; js UC peers use the sequence number
   alone as the message id, so such repeats are dropped there as duplicates);
 - the message id function is chosen by name (:data:`MESSAGE_ID_FUNCTIONS`) or given;
@@ -109,10 +109,13 @@ def message_id_function(choice: str | MessageIdFn) -> MessageIdFn:
 
 
 def initial_seqno() -> int:
-    """Where a node's sequence numbers start: the time in seconds in the high 32 bits and
-    31 random bits below, so a restart starts above the last run, and two nodes started in
-    the same second are about a billion numbers apart."""
-    return (int(time.time()) << 32) | secrets.randbits(31)
+    """Where a node's sequence numbers start: the time in microseconds times 2,048, plus
+    11 random bits. A restart starts above everything the previous run used unless that
+    run published more than 2,048 messages per microsecond between the two starts; nodes
+    started a millisecond apart are two million numbers apart (go-libp2p starts at the
+    time in nanoseconds; py-libp2p at the time in seconds, so restarts and nodes started
+    in the same second reused numbers)."""
+    return ((time.time_ns() // 1000) << 11) | secrets.randbits(11)
 
 
 class CheckedPubsub(Pubsub):

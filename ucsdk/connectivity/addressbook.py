@@ -155,6 +155,8 @@ class AddressBook:
         """Remote addresses of the directly connected peers (who a broadcast reaches)."""
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self._networks_at = -NETWORKS_CACHE_SECONDS
+        self._addrs_cache: tuple[float, tuple[Any, ...], list[Any]] | None = None
+        """(when, what it depended on then, ``get_addrs()`` then); see :meth:`install`."""
 
     # ------------------------------------------------------------------ life cycle
     def install(self) -> None:
@@ -162,20 +164,26 @@ class AddressBook:
 
         ``get_addrs()`` is also remembered for :data:`ADDRS_CACHE_SECONDS`: py-libp2p
         asks for it on every pubsub message it publishes (to sign its peer record), and
-        working it out (listener sockets, scopes, parsing) cost about 100 us a time.
+        working it out (listener sockets, scopes, parsing) cost about 100 us a time. A new
+        observation, a changed circuit address or a change in who is connected (what suits
+        them) ends the reuse at once.
         """
         set_addrs_source(self.host, self.advertised)
         host: Any = self.host
         if "get_addrs" in vars(host):
             return
         compute = host.get_addrs
-        cache: list[Any] = [0.0, []]
 
         def get_addrs() -> list[Any]:
             now = time.monotonic()
-            if now - cache[0] > ADDRS_CACHE_SECONDS:
-                cache[0], cache[1] = now, compute()
-            return list(cache[1])
+            depends = (
+                tuple(self.circuit_addrs()),
+                tuple(self.audience()) if self.audience is not None else (),
+            )
+            cached = self._addrs_cache
+            if cached is None or now - cached[0] > ADDRS_CACHE_SECONDS or cached[1] != depends:
+                cached = self._addrs_cache = (now, depends, compute())
+            return list(cached[2])
 
         host.get_addrs = get_addrs
 
@@ -205,6 +213,7 @@ class AddressBook:
         says it sees us at ``observed``."""
         ip = ip_of(observer_addr) if observer_addr else None
         self.observed.report(observer, ip, observed, now=time.monotonic())
+        self._addrs_cache = None
 
     def public_ips(self) -> list[str]:
         """Public IPv4 addresses of this node: public listen addresses and confirmed

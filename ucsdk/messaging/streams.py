@@ -104,6 +104,10 @@ class Stream:
             out = bytes(self._buffer[:max_bytes])
             del self._buffer[:max_bytes]
             return out
+        return await self._receive(max_bytes)
+
+    async def _receive(self, max_bytes: int) -> bytes:
+        """The next bytes from the wire (not the buffer); ``b""`` at the end."""
         if self._eof:
             return b""
         try:
@@ -122,7 +126,7 @@ class Stream:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise errors.InvalidInput("n", n, "a number of bytes >= 0")
         while len(self._buffer) < n:
-            chunk = await self.read(max(READ_CHUNK, n - len(self._buffer)))
+            chunk = await self._receive(max(READ_CHUNK, n - len(self._buffer)))
             if not chunk:
                 got = len(self._buffer)
                 raise errors.StreamClosed(
@@ -323,7 +327,7 @@ class StreamService(Service):
         self.active: Counter[str] = Counter()
         """Inbound user streams open now, by peer."""
         self.dropped: Counter[str] = Counter()
-        """``streams_refused_total``, ``streams_refused_peer``, ``handler_errors``."""
+        """``refused_total``, ``refused_peer``, ``handler_errors`` (``streams_`` in the metrics)."""
         self.accepted = 0
 
     async def _on_stop(self) -> None:
@@ -360,11 +364,11 @@ class StreamService(Service):
             await raw.reset()
             return
         if sum(self.active.values()) >= self.max_streams:
-            self.dropped["streams_refused_total"] += 1
+            self.dropped["refused_total"] += 1
             await raw.reset()
             return
         if self.active[peer] >= self.max_streams_per_peer:
-            self.dropped["streams_refused_peer"] += 1
+            self.dropped["refused_peer"] += 1
             await raw.reset()
             return
         self.active[peer] += 1
