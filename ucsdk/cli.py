@@ -1,4 +1,4 @@
-"""The ``ucsdk`` command: run a node, ping a peer, or watch a local swarm.
+"""The ``ucsdk`` command: run a node, chat, ping a peer, or watch a local swarm.
 
 Log records from WARNING up go to stderr: ucsdk's always, py-libp2p's (the ``libp2p``
 loggers) only with ``-v``; ``-vv`` shows INFO records too, ``-vvv`` DEBUG.
@@ -123,6 +123,64 @@ def cmd_node(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+CHAT_HELP = "commands: /dm PEER TEXT, /file PATH, /get FILE_ID [DEST], /peers, /quit"
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """``ucsdk chat``: a universal-connectivity peer in the terminal (stdin lines)."""
+    from ucsdk.apps.uc import UC_SETTINGS, Chat
+
+    config = _node_config(args).replace(**UC_SETTINGS)
+    with Node(config) as node, Chat(node) as chat:
+        print(f"peer id: {node.peer_id} (nick {node.peer_id[-8:]})")
+        for addr in node.addrs:
+            print(f"listening: {addr}")
+        chat.on_line(lambda line: print(line, flush=True))
+        for target in args.connect or ():
+            info = node.connect(target)
+            print(f"connected: {info.peer_id} via {info.transport}")
+        print(CHAT_HELP)
+        print(f"READY {node.addrs[0]}", flush=True)
+        for raw in sys.stdin:
+            line = raw.rstrip("\n")
+            if line.strip() == "/quit":
+                break
+            try:
+                _chat_command(chat, line)
+            except errors.UcsdkError as exc:
+                print(f"error: {exc}", flush=True)
+    return EXIT_OK
+
+
+def _chat_command(chat: object, line: str) -> None:
+    from ucsdk.apps.uc import Chat
+
+    assert isinstance(chat, Chat)
+    if not line.strip():
+        return
+    if not line.startswith("/"):
+        chat.send(line)
+        return
+    command, _, rest = line.partition(" ")
+    if command == "/dm":
+        peer, _, text = rest.strip().partition(" ")
+        chat.dm(peer, text)
+    elif command == "/file":
+        file_id = chat.share_file(rest.strip())
+        print(f"sharing {rest.strip()} as {file_id}", flush=True)
+    elif command == "/get":
+        file_id, _, dest = rest.strip().partition(" ")
+        announced = [x for x in chat.lines() if x.kind == "file" and x.file_id == file_id]
+        if not announced or announced[-1].peer_id is None:
+            raise errors.InvalidInput("FILE_ID", file_id, "a file id announced in this chat")
+        data = chat.fetch_file(announced[-1].peer_id, file_id, dest or None)
+        print(f"fetched {file_id}: {len(data)} bytes" + (f" -> {dest}" if dest else ""))
+    elif command == "/peers":
+        print(chat.peers().to_string(index=False), flush=True)
+    else:
+        print(f"unknown command {command}; {CHAT_HELP}", flush=True)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -411,25 +469,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    node = commands.add_parser(
-        "node", parents=[verbosity], help="run a node and show its peers until Ctrl-C"
-    )
-    node.add_argument("--listen-host", default="127.0.0.1")
-    node.add_argument("--port", type=int, default=0)
-    node.add_argument(
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--listen-host", default="127.0.0.1")
+    options.add_argument("--port", type=int, default=0)
+    options.add_argument(
         "--transport", action="append", choices=["tcp", "quic", "websocket"], default=None
     )
-    node.add_argument("--connect", action="append", metavar="MULTIADDR")
-    node.add_argument("--identity", metavar="PATH", help="key file; created on first use")
-    node.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="bootstrap peer")
-    node.add_argument("--announce-interval", type=float, help="pubsub discovery interval (s)")
-    node.add_argument("--no-mdns", action="store_true", help="turn mDNS discovery off")
-    node.add_argument("--no-pubsub", action="store_true", help="turn pubsub discovery off")
-    node.add_argument("--no-dht", action="store_true", help="turn the Kademlia DHT off")
+    options.add_argument("--connect", action="append", metavar="MULTIADDR")
+    options.add_argument("--identity", metavar="PATH", help="key file; created on first use")
+    options.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="bootstrap peer")
+    options.add_argument("--announce-interval", type=float, help="pubsub discovery interval (s)")
+    options.add_argument("--no-mdns", action="store_true", help="turn mDNS discovery off")
+    options.add_argument("--no-pubsub", action="store_true", help="turn pubsub discovery off")
+    options.add_argument("--no-dht", action="store_true", help="turn the Kademlia DHT off")
+
+    node = commands.add_parser(
+        "node", parents=[verbosity, options], help="run a node and show its peers until Ctrl-C"
+    )
     node.add_argument("--json", action="store_true", help="print the peer table as JSON lines")
     node.add_argument("--interval", type=float, default=2.0, help="seconds between tables")
     node.add_argument("--once", action="store_true", help="print the table once and exit")
     node.set_defaults(func=cmd_node)
+
+    chat = commands.add_parser(
+        "chat",
+        parents=[verbosity, options],
+        help="chat with the universal-connectivity app's peers in this terminal",
+        description="Type a line to send it. Commands: /dm PEER TEXT, /file PATH, "
+        "/get FILE_ID [DEST], /peers, /quit.",
+    )
+    chat.set_defaults(func=cmd_chat)
 
     ping = commands.add_parser("ping", parents=[verbosity], help="connect to MULTIADDR and ping it")
     ping.add_argument("multiaddr")

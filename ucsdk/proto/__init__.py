@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from ucsdk.proto.autonat_v1_pb2 import Message as AutoNATMessage
 from ucsdk.proto.circuit_v2_pb2 import HopMessage, StopMessage, Voucher
+from ucsdk.proto.direct_message_pb2 import DirectMessageRequest, DirectMessageResponse
 from ucsdk.proto.envelope_pb2 import Envelope
 from ucsdk.proto.holepunch_pb2 import HolePunch
 from ucsdk.proto.peer_discovery_pb2 import Peer
 
 __all__ = [
     "AutoNATMessage",
+    "DirectMessageRequest",
+    "DirectMessageResponse",
     "Envelope",
     "HolePunch",
     "HopMessage",
