@@ -82,6 +82,46 @@ NODE_DEFAULTS: dict[str, Any] = {
 }
 
 
+class LabChat:
+    """:class:`ucsdk.apps.uc.Chat` on a lab node: the same calls, run in its process."""
+
+    def __init__(self, node: LabNode) -> None:
+        self._node = node
+
+    def _call(self, call: str, /, *args: Any, timeout: float | None = 30.0, **kw: Any) -> Any:
+        return self._node.call("chat", call, *args, timeout=timeout, **kw)
+
+    def send(self, text: str) -> str:
+        return str(self._call("send", text))
+
+    def dm(self, peer_id: str, text: str, *, timeout: float | None = 30.0) -> None:
+        self._call("dm", peer_id, text, timeout=timeout)
+
+    def share_file(self, data: bytes, *, name: str | None = None) -> str:
+        return str(self._call("share_file", data, name=name))
+
+    def fetch_file(self, peer_id: str, file_id: str, *, timeout: float | None = 30.0) -> bytes:
+        return bytes(self._call("fetch_file", peer_id, file_id, timeout=timeout))
+
+    def lines(self) -> list[Any]:
+        return list(self._call("lines"))
+
+    def messages(self) -> pd.DataFrame:
+        result: pd.DataFrame = self._call("messages")
+        return result
+
+    def peers(self) -> pd.DataFrame:
+        result: pd.DataFrame = self._call("peers")
+        return result
+
+    def wait_for(self, kind: str = "chat", *, timeout: float | None = 30.0) -> Any:
+        """The first incoming line of ``kind`` (no predicate across processes)."""
+        return self._call("wait_for", kind, timeout=timeout)
+
+    def dropped(self) -> dict[str, int]:
+        return dict(self._call("dropped"))
+
+
 class LabNode:
     """A ucsdk node running as its own process inside a lab host's namespace.
 
@@ -290,6 +330,36 @@ class LabNode:
         """Every address the node's dials tried (see :meth:`ucsdk.Node.dial_attempts`)."""
         result: pd.DataFrame = self.call("dial_attempts", timeout=timeout)
         return result
+
+    def subscribe(self, topic: str, *, timeout: float | None = 30.0) -> None:
+        """Join ``topic`` (no callback across processes: read :meth:`messages`)."""
+        self.call("subscribe", topic, timeout=timeout)
+
+    def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0) -> str:
+        """Publish on ``topic`` (see :meth:`ucsdk.Node.publish`); the message id."""
+        return str(self.call("publish", topic, data, timeout=timeout))
+
+    def messages(self, topic: str | None = None, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's pubsub history (see :meth:`ucsdk.Node.messages`)."""
+        result: pd.DataFrame = self.call("messages", topic, timeout=timeout)
+        return result
+
+    def topics(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's topics (see :meth:`ucsdk.Node.topics`)."""
+        result: pd.DataFrame = self.call("topics", timeout=timeout)
+        return result
+
+    def wait_for_subscribers(
+        self, topic: str, count: int = 1, *, timeout: float | None = 30.0
+    ) -> bool:
+        """Whether ``count`` peers joined ``topic`` in time."""
+        return bool(self.call("wait_for_subscribers", topic, count, timeout=timeout))
+
+    @property
+    def chat(self) -> LabChat:
+        """The node's universal-connectivity chat (:class:`ucsdk.apps.uc.Chat` in the
+        node's process, made on first use)."""
+        return LabChat(self)
 
     @property
     def running(self) -> bool:

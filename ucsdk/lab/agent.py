@@ -51,8 +51,20 @@ NODE_CALLS = frozenset(
         "addresses",
         "dial_attempts",
         "resources",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "topics",
+        "messages",
+        "wait_for_message",
+        "wait_for_subscribers",
     }
 )
+# What a lab may call on the node's universal-connectivity chat (made on first use).
+CHAT_CALLS = frozenset(
+    {"send", "dm", "share_file", "fetch_file", "lines", "messages", "wait_for", "peers", "dropped"}
+)
+CHAT_CALLS_WITH_TIMEOUT = frozenset({"dm", "fetch_file", "wait_for"})
 
 
 def stun_probe(servers: list[tuple[str, int]], local_port: int = 0) -> list[dict[str, Any]]:
@@ -103,6 +115,7 @@ class Agent:
         self.out = out
         self.lock = threading.Lock()
         self.node: Any = None
+        self.chat: Any = None
         self.stun: StunServer | None = None
         self.done = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ucsdk-agent")
@@ -139,6 +152,8 @@ class Agent:
                 result = getattr(self.node, method)(*args, **kwargs)
             elif method in ("peer_id", "addrs"):
                 result = getattr(self.node, method)
+            elif method == "chat":
+                result = self.chat_call(*args, **kwargs)
             elif method == "stun_probe":
                 result = stun_probe(*args, **kwargs)
             elif method == "tcp_probe":
@@ -157,6 +172,21 @@ class Agent:
             self.send((call_id, True, result))
         except Exception as exc:  # unpicklable result
             self.send((call_id, False, (type(exc).__name__, str(exc))))
+
+    def chat_call(self, call: str, /, *args: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        """``call`` on the node's :class:`ucsdk.apps.uc.Chat`, made on the first call."""
+        if call not in CHAT_CALLS:
+            raise ValueError(f"unknown chat call {call!r}")
+        with self.lock:
+            if self.chat is None:
+                from ucsdk.apps.uc import Chat
+
+                self.chat = Chat(self.node)
+        if call in CHAT_CALLS_WITH_TIMEOUT:
+            kwargs["timeout"] = timeout
+        if call == "dropped":
+            return dict(self.chat.dropped)
+        return getattr(self.chat, call)(*args, **kwargs)
 
     def serve(self, stream: IO[bytes]) -> None:
         while not self.done.is_set():
@@ -177,6 +207,8 @@ class Agent:
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.stun is not None:
             self.stun.stop()
+        if self.chat is not None:
+            self.chat.stop()
         if self.node is not None:
             self.node.stop()
 
