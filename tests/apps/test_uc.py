@@ -199,7 +199,9 @@ def test_stop_leaves_the_topics_and_protocols_and_the_widget_thread_ends(
     assert bob.wait_for("chat", timeout=10).text == "from the widget"
     assert "from the widget" in view.message_list.value
     bob.send("to the widget")
-    assert wait_for(lambda: "to the widget" in view.message_list.value, 10)
+    alice.wait_for("chat", lambda x: x.text == "to the widget", timeout=10)
+    assert view.refresh()
+    assert "to the widget" in view.message_list.value
     assert bob.node.peer_id[-8:] in view.peer_table.value
     view.input.value = f"/dm {bob.node.peer_id} a dm from the widget"
     assert view.send()

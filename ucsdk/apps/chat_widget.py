@@ -54,7 +54,8 @@ class ChatWidget(widgets.VBox):
     ``ChatWidget(chat, refresh=0.5, max_lines=50)``. Parts: ``message_list``
     (``ucsdk-chat-lines``), ``input`` and ``send_button`` (``ucsdk-chat-send``),
     ``peer_table`` (``ucsdk-chat-peers``), ``status`` (``ucsdk-chat-status``).
-    :meth:`send` sends what the input box holds (what the button does, but waiting).
+    :meth:`send` sends what the input box holds (what the button does, but waiting);
+    :meth:`refresh` redraws and waits.
     """
 
     def __init__(self, chat: Any, *, refresh: float = 0.5, max_lines: int = 50) -> None:
@@ -97,6 +98,7 @@ class ChatWidget(widgets.VBox):
         self._closing = threading.Event()
         self._idle = threading.Condition()
         self._busy = 0
+        self._ticks = 0
         self._drawn_version = -1
         self._draw()
         self._thread = threading.Thread(
@@ -117,6 +119,19 @@ class ChatWidget(widgets.VBox):
         with self._idle:
             self._enqueue()
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def refresh(self, timeout: float = 5.0) -> bool:
+        """Redraw now and wait for it (``False`` if the widget stopped or it took longer
+        than ``timeout``): a notebook's last cell, so a saved copy shows the final chat."""
+        with self._idle:
+            if not self._thread.is_alive():
+                return False
+            target = self._ticks + 1
+            self._wake.set()
+            done = self._idle.wait_for(
+                lambda: self._ticks >= target or not self._thread.is_alive(), timeout
+            )
+            return done and self._ticks >= target
 
     def close(self) -> None:
         """Stop the widget's thread and close its parts."""
@@ -167,6 +182,7 @@ class ChatWidget(widgets.VBox):
                 break
             with self._idle:
                 self._busy = self._texts.qsize()
+                self._ticks += 1
                 self._idle.notify_all()
         self.status.value = "<b>stopped</b>: the chat no longer updates"
         with self._idle:
