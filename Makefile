@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench soak fuzz venv clean lab-deps browser-deps jupyter proto
+.PHONY: demo test lint typecheck bench soak fuzz venv clean lab-deps browser-deps node-deps jupyter proto
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ lab-deps:
 browser-deps:
 	@sh scripts/browser-deps.sh
 
+# Node.js and npm for the js-libp2p interop tests, installed when root and missing.
+node-deps:
+	@sh scripts/node-deps.sh
+
 demo: $(STAMP) lab-deps
 	$(BIN)/ucsdk demo
 
@@ -38,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck lab-deps browser-deps
+test: lint typecheck lab-deps browser-deps node-deps
 	$(BIN)/python -m pytest -ra --durations=10
 
 # Regenerate ucsdk/proto/*_pb2.py(i) from ucsdk/proto/*.proto (commit the result).

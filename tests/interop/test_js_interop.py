@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -21,33 +20,11 @@ from typing import Any
 import pytest
 
 import ucsdk
+from tests.interop._ucjs import end_process
 
 JS_DIR = Path(__file__).parent / "js"
 # Pubsub is the only discovery here, so every "pubsub" source came over GossipSub.
 FAST = {"pubsub_announce_interval": 1.0, "enable_mdns": False, "enable_dht_discovery": False}
-
-
-@pytest.fixture(scope="module")
-def js_ready() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("the js-libp2p interop test needs Node.js >= 20 and npm on PATH")
-    major = int(
-        subprocess.run([node, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]
-    )
-    if major < 20:
-        pytest.skip(f"js-libp2p 3 needs Node.js >= 20; this machine has {major}")
-    stamp = JS_DIR / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (JS_DIR / "package-lock.json").stat().st_mtime:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return JS_DIR
 
 
 class JsPeer:
@@ -83,11 +60,7 @@ class JsPeer:
 
     def stop(self) -> None:
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        end_process(self.proc)
         self._reader.join(timeout=5)
 
 
