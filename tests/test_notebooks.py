@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -49,6 +50,7 @@ def test_notebook_runs(
         "02_discovery.ipynb": _check_discovery,
         "03_nat_traversal_lab.ipynb": _check_lab,
         "04_dashboard.ipynb": _check_dashboard,
+        "05_chat.ipynb": _check_chat,
     }
     checks[path.name](notebook)
 
@@ -99,6 +101,28 @@ def _check_dashboard(notebook: nbformat.NotebookNode) -> None:
     metrics = next(v for v in values if "ucsdk-metric-active_connections" in v)
     assert "ucsdk-metric-total_connections_established'>0<" not in metrics
     assert _text(_cells(notebook)["board.refresh()"]).strip() == "True"
+
+
+def _check_chat(notebook: nbformat.NotebookNode) -> None:
+    cells = _cells(notebook)
+    setup = _text(cells["import sys"])
+    if os.environ.get("UCSDK_REQUIRE_NODE") == "1":  # CI: the other peer must be js-libp2p
+        assert "Node.js is here" in setup, setup
+    if "Node.js is here" in setup:
+        assert "'tcp'" in _text(
+            cells["node = ucsdk.Node.development(enable_mdns=False, **UC_SETTINGS)"]
+        )
+    assert "'hello from the other peer'" in _text(cells["def other_says(text: str) -> None:"])
+    lines = _text(cells['chat.send("hello back from ucsdk")'])
+    for text in ("hello from the other peer", "hello back from ucsdk", "a direct message"):
+        assert text in lines, lines
+    ids = _text(cells['wire = ["time", "from_peer", "received_from", "seqno", "msg_id", "text"]'])
+    assert "hello back from ucsdk" in ids, ids
+    assert _text(cells["view.refresh()"]).strip() == "True"
+    chat_lines = [v for v in _widget_values(notebook) if "ucsdk-chat-line-" in v]
+    assert any(
+        "the widget shows this one too" in v and "hello back from ucsdk" in v for v in chat_lines
+    ), chat_lines
 
 
 def _check_quickstart(notebook: nbformat.NotebookNode) -> None:
