@@ -54,6 +54,7 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dial.py
+	$(BIN)/python bench/pubsub.py
 
 # Ten minutes of connect/ping/disconnect and relay/punch cycles on the NAT lab (root):
 # are fds, threads, trio tasks and RSS flat? (SOAK_ARGS="--duration 60" for a short one)

@@ -60,3 +60,36 @@ def test_dashboard_benchmark_quick_run(tmp_path: Path) -> None:
     assert row["peers"] == 2 and row["reads_ms"] > 0 and row["redraw_ms"] > 0
     assert row["idle_msgs_per_s"] == 0, row
     assert row["busy_msgs_per_s"] > 0, row
+
+
+def test_pubsub_benchmark_quick_run(tmp_path: Path) -> None:
+    """Every section runs (the js one too where Node.js is, as in CI) and nothing is lost
+    without a count."""
+    import os
+
+    out = tmp_path / "pubsub.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pubsub.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    cases = [(r["case"], r["publisher"]) for r in figures["pubsub"]]
+    assert cases == [
+        ("ucsdk -> 1 ucsdk", "aio"),
+        ("ucsdk -> 1 ucsdk", "blocking"),
+        ("ucsdk -> 1 ucsdk", "paced"),
+        ("ucsdk -> 10 ucsdk", "aio"),
+    ]
+    if os.environ.get("UCSDK_REQUIRE_NODE") == "1":
+        assert [r["case"] for r in figures["js"]] == ["ucsdk -> js", "js -> ucsdk"]
+    for row in figures["pubsub"] + figures["js"]:
+        assert row["delivered_per_s"] > 0 and row["p50_ms"] > 0, row
+        assert row["silent"] == 0, row
+    ways = {(r["transport"], r["way"]) for r in figures["streams"]}
+    assert ("tcp", "raw trio TCP sockets") in ways and ("quic", "ucsdk stream on the loop") in ways
+    assert all(r["mb_per_s"] > 0 for r in figures["streams"])
+    assert "target: >= 2,000 messages/s" in result.stdout

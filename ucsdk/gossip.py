@@ -39,6 +39,8 @@ from typing import Any
 
 import trio
 from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.host.exceptions import StreamFailure
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamClosed, StreamReset
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
@@ -140,6 +142,9 @@ class CheckedPubsub(Pubsub):
         self.outbound_queue_size = outbound_queue_size
         self.outbound_dropped = 0
         self._forwarders: dict[int, ID] = {}
+        self._write_locks: dict[ID, trio.Lock] = {}
+        """One per peer with a stream: the sending loop's batched writes and py-libp2p's
+        direct writes (pending messages flushed, recent messages replayed) take turns."""
         # Its seen-message cache runs a sweeper thread per Pubsub; the same cache swept
         # inline adds no thread.
         original = self.seen_messages
@@ -150,7 +155,17 @@ class CheckedPubsub(Pubsub):
 
     # ------------------------------------------------------------- peers' tasks
     async def _handle_new_peer(self, peer_id: ID) -> None:
-        await super()._handle_new_peer(peer_id)
+        try:
+            await super()._handle_new_peer(peer_id)
+        except StreamFailure as exc:
+            # py-libp2p retries a failed stream open only for SwarmException and
+            # StreamClosed. A negotiation cut short (the stream reset because a duplicate
+            # connection was being closed) came as StreamFailure and left the peer without
+            # a pubsub stream for good, while it stayed connected: retried now, unless the
+            # peer said it speaks no pubsub protocol.
+            if self._peer_is_connected(peer_id) and not _refused_protocol(exc):
+                raise SwarmException(f"pubsub stream to {peer_id}: {exc}") from exc
+            raise
         queue = self.peer_queues.get(peer_id)
         if queue is not None and not getattr(queue, "_ucsdk_counted", False):
             queue._queue.max_size = self.outbound_queue_size
@@ -189,6 +204,25 @@ class CheckedPubsub(Pubsub):
         # through yamux (and a window update): read ahead instead.
         await super().continuously_read_stream(ReadAhead(stream))  # type: ignore[arg-type]
 
+    def _write_lock(self, peer_id: ID) -> trio.Lock:
+        lock = self._write_locks.get(peer_id)
+        if lock is None:
+            lock = self._write_locks[peer_id] = trio.Lock()
+        return lock
+
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        super()._handle_dead_peer(peer_id)
+        if peer_id not in self.peers:
+            self._write_locks.pop(peer_id, None)
+
+    async def write_msg(self, stream: Any, rpc_msg: Any) -> bool:
+        """py-libp2p's direct writes, in turn with the sending loop's: a write that
+        yamux splits into frames (waiting for window between them) must not have another
+        RPC's bytes land in the middle (the receiver then fails to parse, resets the
+        stream, and every later message to that peer is lost)."""
+        async with self._write_lock(stream.muxed_conn.peer_id):
+            return await super().write_msg(stream, rpc_msg)
+
     async def handle_sending_messages(self, peer_id: ID, stream: Any, queue: Any) -> None:
         """The per-peer sending loop, writing every RPC already queued in one write (up
         to :data:`WRITE_BATCH` bytes): py-libp2p wrote each RPC alone, one Noise frame and
@@ -209,7 +243,8 @@ class CheckedPubsub(Pubsub):
                         break
                     rpc = queue._queue.pop()
                 try:
-                    await stream.write(b"".join(parts))
+                    async with self._write_lock(peer_id):
+                        await stream.write(b"".join(parts))
                 except (StreamClosed, StreamReset):
                     self._handle_dead_peer(peer_id)
                     return
@@ -322,6 +357,17 @@ class ReadAhead:
         return out
 
 
+def _refused_protocol(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the peer supports none of the protocols
+    offered (py-libp2p's multistream client says ``protocols not supported``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "protocols not supported" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def _key_would_raise(msg: Any) -> bool:
     """Whether py-libp2p's signature check would raise on ``msg`` rather than answer.
 
@@ -365,6 +411,18 @@ class LeanGossipSub(GossipSub):
     async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Any) -> None:
         if self._idontwant_wanted:
             await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+    def _prune_pending_messages(self, peer_id: ID) -> None:
+        # py-libp2p keeps at most 100 messages for a peer whose subscription arrived
+        # before its stream was ready, and drops the oldest with a log line only.
+        queue = self._pending_messages.get(peer_id)
+        before = len(queue) if queue is not None else 0
+        super()._prune_pending_messages(peer_id)
+        after = len(self._pending_messages.get(peer_id, ()))
+        dropped = before - after
+        if dropped > 0 and isinstance(self.pubsub, CheckedPubsub):
+            for _ in range(dropped):
+                self.pubsub._on_reject("pending_overflow")
 
     def send_rpc(self, peer_id: ID, rpc: Any, priority: bool = False) -> None:
         if rpc.publish and rpc.HasField("senderRecord"):

@@ -198,7 +198,7 @@ class UcJsPeer:
         return self.command("peers")
 
     def subscribers(self, topic: str) -> list[str]:
-        return list(self.peers()["subscribers"][topic])
+        return list(self.peers()["subscribers"].get(topic, []))
 
     def wait_for_subscriber(self, topic: str, peer: str, timeout: float = 20) -> bool:
         deadline = time.monotonic() + timeout

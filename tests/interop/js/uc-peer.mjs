@@ -14,7 +14,8 @@
 //   {"cmd":"dial","addr":A}                 {"cmd":"publish","topic":T,"text":S}
 //   {"cmd":"dm","peer":P,"text":S}          {"cmd":"share","b64":B,"name":N}
 //   {"cmd":"fetch","peer":P,"file":I}       {"cmd":"peers"}
-//   {"cmd":"flood","topic":T,"count":N,"size":S}   (N messages of S bytes, as fast as allowed)
+//   {"cmd":"flood","topic":T,"count":N,"size":S,"run":R}   (N messages of S bytes, 64 in flight)
+//   {"cmd":"subscribe","topic":T}
 //   {"cmd":"stop"}
 // Each command may carry "id": it comes back in the answer {"event":"done"|"error","id":..}.
 // Events: ready {peer, addrs}; message {topic, from, type, text, b64?, seqno};
@@ -236,15 +237,17 @@ async function fetchFile (peer, id) {
   return data
 }
 
-async function flood (topic, count, size) {
-  // Each payload: 8-byte big-endian index, 8-byte hrtime ns at publish, then padding.
+async function flood (topic, count, size, run) {
+  // Each payload (big-endian): 4-byte run, 8-byte index, 8-byte hrtime ns at publish, then
+  // zeros (bench/pubsub.py's layout).
   const started = process.hrtime.bigint()
   let inFlight = []
   for (let n = 0; n < count; n++) {
-    const data = new Uint8Array(Math.max(size, 16))
+    const data = new Uint8Array(Math.max(size, 20))
     const view = new DataView(data.buffer)
-    view.setBigUint64(0, BigInt(n))
-    view.setBigUint64(8, process.hrtime.bigint())
+    view.setUint32(0, run)
+    view.setBigUint64(4, BigInt(n))
+    view.setBigUint64(12, process.hrtime.bigint())
     inFlight.push(pubsub.publish(topic, data))
     if (inFlight.length >= 64) { await Promise.all(inFlight); inFlight = [] }
   }
@@ -279,10 +282,15 @@ async function run (command) {
     case 'peers':
       return {
         connections: node.getConnections().map((c) => ({ peer: c.remotePeer.toString(), addr: c.remoteAddr.toString() })),
-        subscribers: Object.fromEntries([CHAT_TOPIC, FILE_TOPIC, DISCOVERY_TOPIC].map((t) => [t, pubsub.getSubscribers(t).map(String)]))
+        subscribers: Object.fromEntries(
+          [...new Set([CHAT_TOPIC, FILE_TOPIC, DISCOVERY_TOPIC, ...pubsub.getTopics()])]
+            .map((t) => [t, pubsub.getSubscribers(t).map(String)]))
       }
     case 'flood':
-      return { ms: await flood(command.topic, command.count, command.size) }
+      return { ms: await flood(command.topic, command.count, command.size, command.run ?? 0) }
+    case 'subscribe':
+      pubsub.subscribe(command.topic)
+      return {}
     case 'stop':
       await node.stop()
       say({ event: 'done', id: command.id })
