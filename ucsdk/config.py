@@ -34,10 +34,10 @@ IPFS_BOOTSTRAP_PEERS: tuple[str, ...] = (
 DEFAULT_DISCOVERY_TOPIC = "_peer-discovery._p2p._pubsub"
 UNIVERSAL_CONNECTIVITY_TOPIC = "universal-connectivity-browser-peer-discovery"
 
-TRANSPORTS = ("tcp", "quic", "websocket")
+TRANSPORTS = ("tcp", "quic", "websocket", "webtransport")
 """Transports a node can listen and dial on."""
 
-_PLANNED_TRANSPORTS = ("webrtc", "webrtc-direct", "webtransport")
+_PLANNED_TRANSPORTS = ("webrtc", "webrtc-direct")
 
 PRESETS = ("browser", "server", "private", "development")
 
@@ -49,6 +49,8 @@ def _wildcard_addr(transport: str, host: str) -> str:
         return f"/{proto}/{host}/tcp/0"
     if transport == "quic":
         return f"/{proto}/{host}/udp/0/quic-v1"
+    if transport == "webtransport":
+        return f"/{proto}/{host}/udp/0/quic-v1/webtransport"
     return f"/{proto}/{host}/tcp/0/ws"
 
 

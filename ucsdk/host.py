@@ -50,6 +50,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.transports.webtransport import WebTransportTransport
 
 SECURITY_PROTOCOLS = (str(NOISE_PROTOCOL_ID),)
 MUXER_PROTOCOLS = (str(YAMUX_PROTOCOL_ID), str(MPLEX_PROTOCOL_ID))
@@ -239,6 +240,19 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     # py-libp2p retries a refused dial three times with back-off (about 0.7 s); the
     # manager's dial strategy and bootstrap loop own retries, so a dial fails fast here.
     host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    if "webtransport" in config.transports:
+        # py-libp2p 0.8.1's own WebTransport transport has no bounds on sessions (an
+        # Initial packet makes state), never forgets closed ones and checks the Noise
+        # certhashes only after its last message: ucsdk's replaces it.
+        # new_host() adds that one itself for a /webtransport listen address.
+        network: Any = host.get_network()
+        manager = network.transport_manager
+        manager._transports = [
+            t
+            for t in manager.get_transports()
+            if not type(t).__module__.startswith("libp2p.") or "webtransport" not in t.protocols()
+        ]
+        manager.add_transport(WebTransportTransport(key_pair))
     guard_stream_handlers(host)
     end_inbound_handlers_with_their_connection(host)
     return host

@@ -1,0 +1,192 @@
+// @ts-check
+// A js-libp2p browser peer for ucsdk's browser tests, driven through Playwright
+// (tests/browser/_browser_peer.py). Dial-only (no listen addresses): WebSocket and
+// WebTransport, Noise, Yamux, identify, ping, and GossipSub configured like the
+// universal-connectivity app's peers (tests/interop/js/uc-peer.mjs): message id = sha256 of
+// the decimal seqno, allowPublishToZeroTopicPeers, ignoreDuplicatePublishError, StrictSign.
+// window.ucPeer: start, dial, ping, publish, messages, peers, connections, stop.
+// Checked with: tsc --noEmit --allowJs --checkJs --strict --module nodenext --lib es2024,dom
+//   --skipLibCheck peer.js (typescript 5; not a dependency).
+// libp2p 3 calls Promise.withResolvers (Chromium >= 119 has it). Imports are hoisted, so this
+// runs after the modules load but before any libp2p call, which is when it is needed.
+if (!Promise.withResolvers) {
+  /** @type {any} */ (Promise).withResolvers = function () {
+    let resolve, reject
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}
+import { createLibp2p } from 'libp2p'
+import { webSockets } from '@libp2p/websockets'
+import { webTransport } from '@libp2p/webtransport'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { gossipsub, StrictSign } from '@libp2p/gossipsub'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+
+/** @typedef {{from: string | null, text: string, topic: string}} ChatLine */
+/** @typedef {{peer: string, remoteAddr: string, transport: string}} ConnectionInfo */
+/** @typedef {import('libp2p').Libp2p<{identify: import('@libp2p/identify').Identify,
+ *   ping: import('@libp2p/ping').Ping, pubsub: import('@libp2p/gossipsub').GossipSub}>} Node */
+
+const CHAT_TOPIC = 'universal-connectivity'
+const DIAL_TIMEOUT = 20_000
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder()
+
+/** The app's message id: the raw sha256 digest of the decimal text of the sequence number.
+ * @param {import('@libp2p/gossipsub').Message} msg */
+async function msgIdFn (msg) {
+  if (msg.type !== 'signed') throw new Error('unsigned message')
+  const digest = await crypto.subtle.digest('SHA-256', utf8.encode(msg.sequenceNumber.toString()))
+  return new Uint8Array(digest)
+}
+
+/** @param {string} addr */
+function transportOf (addr) {
+  if (addr.includes('/webtransport')) return 'webtransport'
+  if (addr.includes('/ws') || addr.includes('/wss') || addr.includes('/tls/ws')) return 'websocket'
+  if (addr.includes('/webrtc')) return 'webrtc'
+  return 'other'
+}
+
+// --- what the page shows ------------------------------------------------------------------
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id))
+/** @param {string} line */
+function log (line) {
+  const stamp = new Date().toISOString().slice(11, 23)
+  console.log(`[ucPeer] ${line}`)
+  $('log').textContent += `${stamp} ${line}\n`
+}
+/** @param {string} id @param {string[]} rows */
+function showList (id, rows) {
+  $(id).replaceChildren(...rows.map((text) => {
+    const li = document.createElement('li')
+    li.textContent = text
+    return li
+  }))
+}
+
+/** @type {Node | null} */
+let node = null
+/** @type {ChatLine[]} */
+const inbox = []
+/** @type {string[]} */
+const chat = []
+
+function need () {
+  if (node == null) throw new Error('ucPeer.start() first')
+  return node
+}
+/** @returns {ConnectionInfo[]} */
+function connections () {
+  if (node == null) return []
+  return node.getConnections().map((c) => ({
+    peer: c.remotePeer.toString(),
+    remoteAddr: c.remoteAddr.toString(),
+    transport: transportOf(c.remoteAddr.toString())
+  }))
+}
+function refresh () {
+  $('status').textContent = node == null ? 'stopped' : `running as ${node.peerId}`
+  showList('connections', connections().map((c) => `${c.transport}  ${c.remoteAddr}`))
+  showList('chat', chat)
+}
+
+async function start () {
+  if (node != null) return node.peerId.toString()
+  node = await createLibp2p({
+    addresses: { listen: [] },
+    transports: [webSockets(), webTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false }, // loopback and private addresses too
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        msgIdFn,
+        ignoreDuplicatePublishError: true,
+        globalSignaturePolicy: StrictSign // the default, stated
+      })
+    }
+  })
+  const pubsub = node.services.pubsub
+  pubsub.addEventListener('message', (evt) => {
+    const msg = evt.detail
+    const line = {
+      from: msg.type === 'signed' ? msg.from.toString() : null,
+      text: fromUtf8.decode(msg.data),
+      topic: msg.topic
+    }
+    inbox.push(line)
+    chat.push(`${(line.from ?? '?').slice(-8)}: ${line.text}`)
+    refresh()
+  })
+  node.addEventListener('connection:open', (evt) => {
+    log(`connection open: ${evt.detail.remoteAddr} (${transportOf(evt.detail.remoteAddr.toString())})`)
+    refresh()
+  })
+  node.addEventListener('connection:close', (evt) => {
+    log(`connection closed: ${evt.detail.remoteAddr}`)
+    refresh()
+  })
+  pubsub.subscribe(CHAT_TOPIC)
+  log(`started ${node.peerId}; WebTransport in this browser: ${globalThis.WebTransport != null}`)
+  refresh()
+  return node.peerId.toString()
+}
+
+/** @param {string} addr */
+async function dial (addr) {
+  const started = performance.now()
+  const conn = await need().dial(multiaddr(addr), { signal: AbortSignal.timeout(DIAL_TIMEOUT) })
+  const ms = performance.now() - started
+  const remoteAddr = conn.remoteAddr.toString()
+  log(`dialled ${addr} in ${ms.toFixed(1)} ms`)
+  return { ms, transport: transportOf(remoteAddr), remoteAddr, peer: conn.remotePeer.toString() }
+}
+
+/** Round-trip time in ms (the ping service's, whole ms) to a peer id or a multiaddr.
+ * @param {string} target */
+async function pingPeer (target) {
+  const to = target.startsWith('/') ? multiaddr(target) : peerIdFromString(target)
+  const rtt = await need().services.ping.ping(to, { signal: AbortSignal.timeout(DIAL_TIMEOUT) })
+  log(`ping ${target.slice(-8)}: ${rtt} ms`)
+  return rtt
+}
+
+/** @param {string} text @returns {Promise<string[]>} the peers it was sent to */
+async function publish (text) {
+  const result = await need().services.pubsub.publish(CHAT_TOPIC, utf8.encode(text))
+  chat.push(`me: ${text}`)
+  refresh()
+  return result.recipients.map(String)
+}
+
+async function stop () {
+  if (node == null) return
+  const stopping = node
+  node = null
+  await stopping.stop()
+  log('stopped')
+  refresh()
+}
+
+/** @type {any} */ (window).ucPeer = {
+  start,
+  dial,
+  ping: pingPeer,
+  publish,
+  /** @returns {{from: string | null, text: string}[]} */
+  messages: () => inbox.filter((m) => m.topic === CHAT_TOPIC).map(({ from, text }) => ({ from, text })),
+  /** @param {string} [topic] */
+  peers: (topic = CHAT_TOPIC) => node == null ? [] : node.services.pubsub.getSubscribers(topic).map(String),
+  connections,
+  stop
+}
+log('page loaded')
