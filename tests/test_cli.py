@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ucsdk.config import transport_of
 from ucsdk.identity import new_key_pair, peer_id_of
 
 UCSDK = [sys.executable, "-m", "ucsdk"]
@@ -165,6 +166,16 @@ def test_node_once_prints_ready_and_exits() -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^READY /ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+$", result.stdout, re.M)
     assert "(no peers yet)" in result.stdout
+
+
+def test_node_with_the_server_preset_listens_where_browsers_can_dial() -> None:
+    result = _run("node", "--preset", "server", "--no-mdns", "--no-dht", "--once", timeout=60)
+    assert result.returncode == 0, result.stderr
+    listening = re.findall(r"^listening: (\S+)$", result.stdout, re.M)
+    kinds = {transport_of(a) for a in listening}
+    assert kinds == {"tcp", "quic", "websocket", "webtransport"}
+    wt = next(a for a in listening if "/webtransport" in a)
+    assert re.search(r"/quic-v1/webtransport(/certhash/uEi[\w-]{44}){2}/p2p/12D3KooW", wt)
 
 
 def test_lab_lists_scenarios() -> None:

@@ -27,7 +27,7 @@ from types import FrameType
 import pandas as pd
 
 from ucsdk import errors
-from ucsdk.config import ConnectivityConfig
+from ucsdk.config import PRESETS, TRANSPORTS, ConnectivityConfig
 from ucsdk.host import restore_libp2p_logging
 from ucsdk.sync import Node
 
@@ -80,7 +80,11 @@ def _node_config(args: argparse.Namespace) -> ConnectivityConfig:
         overrides["enable_dht_discovery"] = False
     if args.announce_interval:
         overrides["pubsub_announce_interval"] = args.announce_interval
-    return ConnectivityConfig.preset("development", **overrides)
+    if args.preset != "development" and not args.bootstrap:
+        # Presets other than development dial the public bootstrap peers: only on request.
+        overrides.setdefault("connect_to_bootstrap", False)
+        overrides.setdefault("bootstrap_peers", [])
+    return ConnectivityConfig.preset(args.preset, **overrides)
 
 
 class _StopFlag:
@@ -473,8 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--listen-host", default="127.0.0.1")
     options.add_argument("--port", type=int, default=0)
     options.add_argument(
-        "--transport", action="append", choices=["tcp", "quic", "websocket"], default=None
+        "--preset",
+        choices=PRESETS,
+        default="development",
+        help="configuration preset (server: TCP, QUIC, WebSocket and WebTransport, so "
+        "browsers can reach the node; a relay)",
     )
+    options.add_argument("--transport", action="append", choices=TRANSPORTS, default=None)
     options.add_argument("--connect", action="append", metavar="MULTIADDR")
     options.add_argument("--identity", metavar="PATH", help="key file; created on first use")
     options.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="bootstrap peer")

@@ -283,7 +283,8 @@ class ConnectivityConfig:
                 enable_relay_client=True,
                 enable_relay_server=True,
                 enable_dcutr=True,
-                transports=["tcp", "quic", "websocket"],
+                # WebTransport and WebSocket are what browsers can dial.
+                transports=["tcp", "quic", "websocket", "webtransport"],
             )
         elif name == "private":
             # No public bootstrap; custom bootstrap peers are added by the caller.

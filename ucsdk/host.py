@@ -258,6 +258,15 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     return host
 
 
+def webtransport_of(host: IHost) -> WebTransportTransport | None:
+    """The host's WebTransport transport (ucsdk's), when it has one."""
+    network: Any = host.get_network()
+    manager = getattr(network, "transport_manager", None)
+    if manager is None:
+        return None
+    return next((t for t in manager.get_transports() if isinstance(t, WebTransportTransport)), None)
+
+
 # How often a finished inbound connection's handler notices that its socket is closed.
 INBOUND_WATCH_INTERVAL = 1.0
 

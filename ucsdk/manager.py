@@ -63,7 +63,12 @@ from ucsdk.diagnostics import (
 from ucsdk.discovery.dht import DHTDiscovery
 from ucsdk.discovery.mdns import MDNSService
 from ucsdk.discovery.pubsub import PubsubPeerDiscovery
-from ucsdk.host import GuardedStreams, disable_auto_dial, guard_stream_handlers
+from ucsdk.host import (
+    GuardedStreams,
+    disable_auto_dial,
+    guard_stream_handlers,
+    webtransport_of,
+)
 from ucsdk.messaging.pubsub import Message, PubsubService, TopicInfo
 from ucsdk.messaging.streams import Stream, StreamService, check_protocol
 from ucsdk.metrics import ConnectivityMetrics, Event, utcnow
@@ -72,6 +77,7 @@ from ucsdk.nat.dcutr import DCUtR, HolePunchResult
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer, Reservation
 from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo, PeerRecord
 from ucsdk.protocols import ping_rtts
+from ucsdk.transports.webtransport import WebTransportTransport
 
 logger = logging.getLogger("UniversalConnectivity")
 
@@ -177,6 +183,8 @@ class UniversalConnectivityManager(Service):
         self.dcutr: DCUtR | None = None
         self._dropped_by_services: Counter[str] = Counter()
         self._stream_guard: GuardedStreams | None = None
+        self.webtransport: WebTransportTransport | None = webtransport_of(host)
+        """ucsdk's WebTransport transport when it is enabled (``stats()``, ``rejections``)."""
 
     def _wire(self) -> None:
         """Connect the parts' listeners: the event flow of the node, in one place."""
@@ -369,6 +377,9 @@ class UniversalConnectivityManager(Service):
         if self._stream_guard is not None:
             dropped.update({f"stream_handler_{k}": v for k, v in self._stream_guard.errors.items()})
         dropped.update(self._services_dropped())
+        if self.webtransport is not None:
+            refused = self.webtransport.rejections
+            dropped.update({f"webtransport_{k}": v for k, v in refused.items()})
         dropped.update({f"dialer_{k}": v for k, v in self.dialer.dropped.items()})
         dropped.update({f"streams_{k}": v for k, v in self.streams.dropped.items()})
         active, relayed = self.connections.active(), self.connections.relayed()

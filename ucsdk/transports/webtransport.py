@@ -160,6 +160,12 @@ def parse_webtransport_addr(
     return host, port, hashes, peer
 
 
+def _decrypted_any(quic: QuicConnection) -> bool:
+    """Whether ``quic`` has decrypted a packet from its peer yet."""
+    spaces = getattr(quic, "_spaces", {})
+    return any(space.largest_received_packet >= 0 for space in spaces.values())
+
+
 def _now() -> float:
     return time.time()
 
@@ -510,6 +516,7 @@ class WebTransportConnection(IMuxedConn):
             self.h3.send_headers(stream_id, [(b":status", str(status).encode())], end_stream=True)
         except Exception as exc:  # the stream may be gone already
             log.debug("could not answer a refused request: %s", exc)
+        self.transmit()  # the answer leaves before the connection's close
         if self.session_id is None:
             self._shutdown(reason, error_code=0x10C)  # H3_REQUEST_REJECTED
 
@@ -774,11 +781,18 @@ class WebTransportListener(IListener):
             conn = self._accept(header.destination_cid, addr, nursery)
             if conn is None:
                 return
+            new = True
+        else:
+            new = False
         try:
             conn.datagram_received(data, addr)
         except Exception as exc:  # aioquic rejects what it cannot parse
             rejections["malformed_packet"] += 1
             log.debug("WebTransport datagram from %s dropped: %r", addr, exc)
+        if new and not _decrypted_any(conn.quic):
+            # Garbage shaped like an Initial: keep no state for it.
+            rejections["malformed_packet"] += 1
+            conn._finish("undecryptable first packet")
 
     def _accept(
         self, dcid: bytes, addr: tuple[str, int], nursery: trio.Nursery
@@ -855,9 +869,8 @@ class WebTransportListener(IListener):
                     conn.noise_stream, transport.key_pair, transport.certificates.noise_certhashes()
                 )
             except Exception as exc:
-                if not conn.terminated.is_set():
-                    transport.rejections[stage] += 1
-                    conn._shutdown(f"{stage}: {exc}", error_code=0x1)
+                transport.rejections[stage] += 1
+                conn._shutdown(f"{stage}: {exc}", error_code=0x1)
                 log.debug("WebTransport handshake with %s failed: %r", conn.remote_addr, exc)
                 return
         if scope.cancelled_caught:
@@ -962,29 +975,7 @@ class WebTransportTransport(ITransport):
             raise OpenConnectionError("the WebTransport transport needs a running host")
         expected = ID.from_base58(peer_text) if peer_text else None
         self.dials += 1
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        ip = ipaddress.ip_address(host)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(("::" if ip.version == 6 else "0.0.0.0", 0))
-        config = QuicConfiguration(
-            is_client=True,
-            alpn_protocols=H3_ALPN,
-            max_datagram_frame_size=MAX_DATAGRAM_FRAME,
-            verify_mode=ssl.CERT_NONE,  # checked by hash below, as a browser does
-            server_name=host,
-            idle_timeout=30.0,
-        )
-        conn = WebTransportConnection(
-            QuicConnection(configuration=config),
-            sock,
-            (host, port),
-            is_initiator=True,
-            local_addr=sock.getsockname()[:2],
-            limits=self.limits,
-            rejections=self.rejections,
-        )
-        self.nursery.start_soon(self._client_session, conn)
+        conn = self.client_connection(host, port)
         try:
             with trio.fail_after(self.limits.handshake_timeout):
                 conn.quic.connect((host, port), now=_now())
@@ -1039,6 +1030,35 @@ class WebTransportTransport(ITransport):
             self.recent_errors.append(f"{maddr}: {exc}")
             conn._shutdown("dial failed")
             raise
+
+    def client_connection(self, host: str, port: int) -> WebTransportConnection:
+        """A client QUIC connection to ``host:port`` on a socket of its own, driven by a
+        task in the transport's nursery (not yet connected; :meth:`dial` goes on)."""
+        assert self.nursery is not None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        ip = ipaddress.ip_address(host)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("::" if ip.version == 6 else "0.0.0.0", 0))
+        config = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=H3_ALPN,
+            max_datagram_frame_size=MAX_DATAGRAM_FRAME,
+            verify_mode=ssl.CERT_NONE,  # dial() checks it by hash, as a browser does
+            server_name=host,
+            idle_timeout=30.0,
+        )
+        conn = WebTransportConnection(
+            QuicConnection(configuration=config),
+            sock,
+            (host, port),
+            is_initiator=True,
+            local_addr=sock.getsockname()[:2],
+            limits=self.limits,
+            rejections=self.rejections,
+        )
+        self.nursery.start_soon(self._client_session, conn)
+        return conn
 
     async def _client_session(self, conn: WebTransportConnection) -> None:
         self.dialled.add(conn)
