@@ -93,3 +93,18 @@ def test_pubsub_benchmark_quick_run(tmp_path: Path) -> None:
     assert ("tcp", "raw trio TCP sockets") in ways and ("quic", "ucsdk stream on the loop") in ways
     assert all(r["mb_per_s"] > 0 for r in figures["streams"])
     assert "target: >= 2,000 messages/s" in result.stdout
+
+
+def test_browser_benchmark_quick_run() -> None:
+    """bench/browser.py's ucsdk-to-ucsdk section runs and prints a row per transport (its
+    browser section is what tests/browser/test_browser_peer.py checks)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "browser.py"), "--quick", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for transport in ("webtransport", "quic", "tcp"):
+        assert f"| ucsdk -> ucsdk, {transport} |" in result.stdout, result.stdout
