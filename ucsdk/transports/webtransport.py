@@ -96,6 +96,7 @@ WELL_KNOWN_PATH = "/.well-known/libp2p-webtransport"
 WT_ERROR_BASE = 0x52E4A40FA8DB
 """HTTP/3 error code of WebTransport application error 0 (draft-02): a reset stream."""
 MAX_DATAGRAM_FRAME = 65536
+SUPPORTED_VERSIONS = frozenset(QuicConfiguration(is_client=False).supported_versions)
 NOISE_MAX_MESSAGE = 65535
 
 
@@ -166,12 +167,39 @@ def _decrypted_any(quic: QuicConnection) -> bool:
     return any(space.largest_received_packet >= 0 for space in spaces.values())
 
 
+async def _receive_batch(sock: socket.socket) -> tuple[list[tuple[bytes, tuple[str, int]]], bool]:
+    """Wait until ``sock`` is readable, then take up to 64 datagrams: (them, whether the
+    socket failed). Yields to other tasks either way."""
+    batch: list[tuple[bytes, tuple[str, int]]] = []
+    failed = False
+    await trio.lowlevel.wait_readable(sock.fileno())
+    for _ in range(64):
+        try:
+            data, addr = sock.recvfrom(65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:
+            log.debug("WebTransport receive failed: %s", exc)
+            failed = True
+            break
+        batch.append((data, (addr[0], addr[1])))
+    await trio.lowlevel.checkpoint()
+    return batch, failed
+
+
+async def _drive(
+    conn: WebTransportConnection, companion: Callable[[WebTransportConnection], Awaitable[Any]]
+) -> None:
+    """Run ``conn``'s timer loop beside ``companion(conn)`` until the connection ends."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run)
+        nursery.start_soon(companion, conn)
+        await conn.terminated.wait()
+        nursery.cancel_scope.cancel()
+
+
 def _now() -> float:
     return time.time()
-
-
-class _Rejections(Counter[str]):
-    """Refusals by reason (``session_limit``, ``bad_path``, …)."""
 
 
 # --------------------------------------------------------------------------- streams
@@ -329,7 +357,6 @@ class WebTransportConnection(IMuxedConn):
         self._buffered = 0
         self._established = False
         self._closing = False
-        self.created = time.monotonic()
         self.peer_certificate: Any = None
         self.connect_response: int | None = None
 
@@ -623,20 +650,19 @@ class WebTransportConnection(IMuxedConn):
 
 
 # --------------------------------------------------------------------------- noise
-def _noise_pattern(key_pair: KeyPair, certhashes: list[bytes] | None) -> PatternXX:
-    pattern = PatternXX(
+def _noise_pattern(key_pair: KeyPair) -> PatternXX:
+    return PatternXX(
         local_peer=ID.from_pubkey(key_pair.public_key),
         libp2p_privkey=key_pair.private_key,
         noise_static_key=new_x25519_key_pair().private_key,
     )
-    return pattern
 
 
 async def noise_responder(
     stream: WebTransportStream, key_pair: KeyPair, certhashes: list[bytes]
 ) -> ID:
     """The server's side of the Noise XX handshake; returns the client's peer id."""
-    pattern = _noise_pattern(key_pair, certhashes)
+    pattern = _noise_pattern(key_pair)
     state = pattern.create_noise_state()
     state.set_as_responder()
     state.start_handshake()
@@ -668,7 +694,7 @@ async def noise_initiator(
     """The client's side: checks the server's certhashes extension before the last
     message (every dialled hash and the served one must be listed); returns the server's
     peer id."""
-    pattern = _noise_pattern(key_pair, None)
+    pattern = _noise_pattern(key_pair)
     state = pattern.create_noise_state()
     state.set_as_initiator()
     state.start_handshake()
@@ -745,20 +771,11 @@ class WebTransportListener(IListener):
             self._done.set()
 
     async def _receive_loop(self, nursery: trio.Nursery) -> None:
-        sock = self.sock
-        assert sock is not None
+        assert self.sock is not None
         while True:
-            await trio.lowlevel.wait_readable(sock.fileno())
-            for _ in range(64):
-                try:
-                    data, addr = sock.recvfrom(65536)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    log.debug("WebTransport receive failed: %s", exc)
-                    break
-                self._datagram(data, (addr[0], addr[1]), nursery)
-            await trio.lowlevel.checkpoint()
+            batch, _failed = await _receive_batch(self.sock)
+            for data, addr in batch:
+                self._datagram(data, addr, nursery)
 
     def _datagram(self, data: bytes, addr: tuple[str, int], nursery: trio.Nursery) -> None:
         rejections = self.transport.rejections
@@ -772,7 +789,7 @@ class WebTransportListener(IListener):
             if header.packet_type != QuicPacketType.INITIAL:
                 rejections["unknown_connection"] += 1
                 return
-            if header.version not in QuicConfiguration(is_client=False).supported_versions:
+            if header.version not in SUPPORTED_VERSIONS:
                 rejections["unsupported_version"] += 1
                 return
             if len(data) < 1200:
@@ -841,11 +858,7 @@ class WebTransportListener(IListener):
 
     async def _session(self, conn: WebTransportConnection, dcid: bytes) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.run)
-                nursery.start_soon(self._handshake, conn)
-                await conn.terminated.wait()
-                nursery.cancel_scope.cancel()
+            await _drive(conn, self._handshake)
         finally:
             self.sessions.discard(conn)
             self.per_ip[conn.remote_addr[0]] -= 1
@@ -936,7 +949,8 @@ class WebTransportTransport(ITransport):
         self.key_pair = key_pair
         self.limits = limits or WebTransportLimits()
         self.certificates = certificates or CertificateManager(key_pair.private_key.to_bytes())
-        self.rejections: Counter[str] = _Rejections()
+        self.rejections: Counter[str] = Counter()
+        """Refusals by reason (``session_limit``, ``bad_path``, …)."""
         self.nursery: trio.Nursery | None = None
         self.listeners: list[WebTransportListener] = []
         self.dialled: set[WebTransportConnection] = set()
@@ -1063,35 +1077,25 @@ class WebTransportTransport(ITransport):
     async def _client_session(self, conn: WebTransportConnection) -> None:
         self.dialled.add(conn)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.run)
-                nursery.start_soon(self._client_receive, conn)
-                await conn.terminated.wait()
-                nursery.cancel_scope.cancel()
+            await _drive(conn, self._client_receive)
         finally:
             self.dialled.discard(conn)
             conn.sock.close()
 
     async def _client_receive(self, conn: WebTransportConnection) -> None:
-        sock = conn.sock
         while not conn.terminated.is_set():
-            await trio.lowlevel.wait_readable(sock.fileno())
-            for _ in range(64):
-                try:
-                    data, addr = sock.recvfrom(65536)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    return
-                if (addr[0], addr[1]) != conn.remote_addr:
+            batch, failed = await _receive_batch(conn.sock)
+            for data, addr in batch:
+                if addr != conn.remote_addr:
                     self.rejections["unknown_connection"] += 1
                     continue
                 try:
-                    conn.datagram_received(data, (addr[0], addr[1]))
+                    conn.datagram_received(data, addr)
                 except Exception as exc:
                     self.rejections["malformed_packet"] += 1
                     log.debug("WebTransport datagram dropped: %r", exc)
-            await trio.lowlevel.checkpoint()
+            if failed:
+                return
 
     async def close(self) -> None:
         for listener in list(self.listeners):
