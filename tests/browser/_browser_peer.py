@@ -79,18 +79,21 @@ def build_page(page_dir: Path = PAGE_DIR) -> Path:
     return page_dir
 
 
-def require_browser() -> None:
-    """Skip, saying why, when Chromium or Playwright is missing; fail instead with
-    UCSDK_REQUIRE_BROWSER=1 (set by CI)."""
+def require_browser(
+    modules: tuple[str, ...] = ("playwright",), what: str = "the browser peer"
+) -> None:
+    """Skip, saying why, when Chromium or one of the Python ``modules`` is missing; fail
+    instead with UCSDK_REQUIRE_BROWSER=1 (set by CI)."""
     missing = []
     if not os.path.exists(CHROMIUM):
         missing.append("Debian package chromium (/usr/bin/chromium)")
-    try:
-        __import__("playwright")
-    except ImportError:
-        missing.append("Python package playwright")
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"Python package {module}")
     if missing:
-        reason = "the browser peer needs " + ", ".join(missing) + " (make test installs them)"
+        reason = f"{what} needs " + ", ".join(missing) + " (make test installs them)"
         if os.environ.get("UCSDK_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

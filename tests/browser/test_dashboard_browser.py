@@ -22,35 +22,10 @@ from pathlib import Path
 import pytest
 
 import ucsdk
+from tests.browser._browser_peer import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "04_dashboard.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _requirements() -> None:
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append("Debian package chromium (/usr/bin/chromium)")
-    for module in ("voila", "playwright"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(f"Python package {module}")
-    if missing:
-        reason = "the browser check needs " + ", ".join(missing) + " (make test installs them)"
-        if os.environ.get("UCSDK_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -77,7 +52,7 @@ def _session_pids(sid: int) -> list[int]:
 @pytest.fixture
 def voila(tmp_path: Path, jupyter_env: None) -> Iterator[str]:
     """Voila serving notebook 04 on 127.0.0.1; its URL. Everything it started is ended."""
-    _requirements()
+    require_browser(("voila", "playwright"), "the browser check")
     port = _free_port()
     log = (tmp_path / "voila.log").open("w")
     proc = subprocess.Popen(
