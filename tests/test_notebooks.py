@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -144,6 +145,11 @@ def _check_quickstart(notebook: nbformat.NotebookNode) -> None:
     assert len(numbers) == 5 and all(n > 0 for n in numbers)
     awaited = _text(cells["await a.aio.ping(b.peer_id, count=3)"])
     assert len(awaited.strip().strip("[]").split(",")) == 3
-    assert "active_connections=1" in _text(cells["a.metrics()"])
+    metrics = _text(cells["a.metrics()"])
+    # One connection to b; b's AutoNAT dial-back host (an identity of its own) may hold a
+    # second, short-lived inbound one while the cell runs, so only a lower bound holds.
+    active = re.search(r"active_connections=(\d+)", metrics)
+    assert active is not None and int(active.group(1)) >= 1, metrics
+    assert "total_connections_failed=0" in metrics, metrics
     assert "/noise" in _text(cells["a.connections()"])
     assert "stopped" in _text(cells["a.stop()"])

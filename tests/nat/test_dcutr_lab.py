@@ -215,7 +215,11 @@ def test_dial_peer_with_private_addrs_goes_relayed_at_once_then_direct(
         # go-libp2p's ranker does; never after the private dials time out.
         assert bool(won["relayed"]) and won["started_ms"] < 600, mine
         assert set(private) <= set(mine["addr"])  # the given addresses were tried too
-        assert wait_until(lambda: _links(b.node, a.node.peer_id) == [False], 15), b.node.events()
+        assert wait_until(lambda: _links(b.node, a.node.peer_id) == [False], 40), (
+            _links(b.node, a.node.peer_id),
+            b.node.events()[["kind", "detail"]].to_string(),
+            a.node.events()[["kind", "detail"]].to_string(),
+        )
         assert b.node.ping(a.node.peer_id, count=1)
 
 

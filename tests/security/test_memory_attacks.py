@@ -108,7 +108,7 @@ def test_fresh_identities_claiming_to_be_relays_cannot_push_out_a_real_one(
     """One relay connects first; then 80 fresh identities, each speaking the relay hop
     protocol, connect, get identified and leave. The relays-seen set stays within its
     bound and still holds the real relay (before: the flood evicted it, oldest first)."""
-    with Attacker() as relay, Attacker() as flood:
+    with Attacker() as relay:
         assert relay.run("fake_relay")
         relay.run("connect", addr=node.addrs[0])
 
@@ -116,21 +116,30 @@ def test_fresh_identities_claiming_to_be_relays_cannot_push_out_a_real_one(
             return on_loop(node, node.manager.nat.connected_relays)
 
         assert wait_for(lambda: relay.peer_id in connected_relays(), 10)
-        identified = flood.run(
-            "claim_relay_flood", addr=node.addrs[0], count=80, at_once=6, timeout=20
-        )
-        assert identified >= 70  # the flood really reached the node
-        seen = on_loop(node, lambda: list(node.manager.nat._relays_seen))
-        assert len(seen) <= MAX_RELAYS_SEEN
-        assert relay.peer_id in connected_relays()
+        with Attacker() as flood:
+            identified = flood.run(
+                "claim_relay_flood", addr=node.addrs[0], count=80, at_once=6, timeout=20
+            )
+            assert identified >= 70  # the flood really reached the node
+            seen = on_loop(node, lambda: list(node.manager.nat._relays_seen))
+            assert len(seen) <= MAX_RELAYS_SEEN
+            assert relay.peer_id in connected_relays()
 
         def prune_all() -> int:
             nat = node.manager.nat
             nat.prune_relays(time.monotonic() + 3600)  # as if an hour had passed
             return len(nat._relays_seen)
 
-        # Once the flood has left and aged out, only the real (connected) relay remains.
-        assert wait_for(lambda: on_loop(node, prune_all) == 1, 10)
+        def left() -> list[tuple[str, bool]]:
+            nat = node.manager.nat
+            return [(r[-8:], nat.is_connected(r)) for r in nat._relays_seen]
+
+        # The flood's process has ended, so its connections are gone; once they have aged
+        # out, only the real (connected) relay remains.
+        assert wait_for(lambda: on_loop(node, prune_all) == 1, 20), (
+            relay.peer_id[-8:],
+            on_loop(node, left),
+        )
 
 
 def test_a_bloated_identify_push_is_kept_within_bounds(node: ucsdk.Node) -> None:
