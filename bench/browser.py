@@ -1,11 +1,12 @@
-"""Browsers and WebTransport, side by side in one run.
+"""Browsers, WebTransport and WebRTC-Direct, side by side in one run.
 
 1. A js-libp2p page in Debian's Chromium (tests/browser/page, driven by Playwright) dials a
-   ucsdk node over WebTransport and over WebSocket: time to an open connection (measured in
-   the page) and ping RTT (js-libp2p's ping service, whole milliseconds). The node hangs up
-   between repetitions, so each dial is a fresh connection.
-2. ucsdk to ucsdk on loopback over WebTransport, QUIC and TCP: connect time, ping RTT
-   (ucsdk's, sub-millisecond) and one-stream bulk throughput.
+   ucsdk node over WebTransport, WebRTC-Direct (v1; and v2 in a Chromium started with the
+   WebRTC-NoSdpMangleUfrag field trial, which refuses v1) and WebSocket: time to an open
+   connection (measured in the page) and ping RTT (js-libp2p's ping service, whole
+   milliseconds). The node hangs up between repetitions, so each dial is a fresh connection.
+2. ucsdk to ucsdk on loopback over WebTransport, WebRTC-Direct (data channels), QUIC and
+   TCP: connect time, ping RTT (ucsdk's, sub-millisecond) and one-stream bulk throughput.
 
     python bench/browser.py            # 10 repetitions, 16 MiB transfers
     python bench/browser.py --quick    # 3 repetitions, 2 MiB (CI prints it)
@@ -37,7 +38,9 @@ LISTEN = {
     "quic": "/ip4/127.0.0.1/udp/0/quic-v1",
     "websocket": "/ip4/127.0.0.1/tcp/0/ws",
     "webtransport": "/ip4/127.0.0.1/udp/0/quic-v1/webtransport",
+    "webrtc-direct": "/ip4/127.0.0.1/udp/0/webrtc-direct",
 }
+NO_SDP_MUNGING = "--force-fieldtrials=WebRTC-NoSdpMangleUfrag/Enabled/"
 SINK = "/ucsdk/bench/sink/1"
 
 
@@ -67,25 +70,32 @@ def browser_rows(reps: int, pings: int) -> list[list[str]]:
     from tests.browser._browser_peer import BrowserPeer, require_page
 
     rows = []
-    listen = [LISTEN["websocket"], LISTEN["webtransport"]]
-    with (
-        ucsdk.Node.development(listen_addrs=listen, **QUIET) as node,
-        BrowserPeer(require_page()) as browser,
-    ):
-        for transport in ("webtransport", "websocket"):
-            addr = _addr(node, transport)
-            connects: list[float] = []
-            rtts: list[float] = []
-            for _ in range(reps):
-                dialled = browser.dial(addr)
-                assert dialled["transport"] == transport, dialled
-                connects.append(float(dialled["ms"]))
-                rtts += [browser.ping(node.peer_id) for _ in range(pings)]
-                node.disconnect(browser.peer_id)
-                _wait(lambda: not browser.connections())
-            rows.append(
-                [f"browser -> ucsdk, {transport}", _spread(connects), _spread(rtts, 0), "—"]
-            )
+    listen = [LISTEN["websocket"], LISTEN["webtransport"], LISTEN["webrtc-direct"]]
+    cases = [
+        # label, transport, Chromium flags, WebRTC-Direct version
+        ("webtransport", "webtransport", (), 1),
+        ("webrtc-direct v1", "webrtc-direct", (), 1),
+        ("webrtc-direct v2, no munging", "webrtc-direct", (NO_SDP_MUNGING,), 2),
+        ("websocket", "websocket", (), 1),
+    ]
+    page = require_page()
+    with ucsdk.Node.development(listen_addrs=listen, **QUIET) as node:
+        for label, transport, flags, version in cases:
+            with BrowserPeer(page, chromium_args=flags) as browser:
+                browser.call("setWebRTCDirectVersion", version)
+                addr = _addr(node, transport)
+                connects: list[float] = []
+                rtts: list[float] = []
+                for _ in range(reps):
+                    dialled = browser.dial(addr)
+                    assert dialled["transport"] == transport, dialled
+                    connects.append(float(dialled["ms"]))
+                    rtts += [browser.ping(node.peer_id) for _ in range(pings)]
+                    node.disconnect(browser.peer_id)
+                    _wait(lambda: not browser.connections())
+                rows.append(
+                    [f"browser -> ucsdk, {label}", _spread(connects), _spread(rtts, 0), "—"]
+                )
     return rows
 
 
@@ -105,7 +115,7 @@ def ucsdk_rows(reps: int, size: int) -> list[list[str]]:
     """A fresh dialling node per repetition (py-libp2p's QUIC does not always take a
     second connection between the same two nodes cleanly after a hang-up)."""
     rows = []
-    listen = [LISTEN["tcp"], LISTEN["quic"], LISTEN["webtransport"]]
+    listen = [LISTEN["tcp"], LISTEN["quic"], LISTEN["webtransport"], LISTEN["webrtc-direct"]]
     with ucsdk.Node.development(listen_addrs=listen, **QUIET) as a:
 
         async def sink(stream: ucsdk.Stream) -> None:
@@ -119,7 +129,7 @@ def ucsdk_rows(reps: int, size: int) -> list[list[str]]:
                 await stream.write(b"k")
 
         a.handle(SINK, sink)
-        for transport in ("webtransport", "quic", "tcp"):
+        for transport in ("webtransport", "webrtc-direct", "quic", "tcp"):
             addr = _addr(a, transport)
             connects: list[float] = []
             rtts: list[float] = []

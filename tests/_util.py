@@ -48,3 +48,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1) ->
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
+
+
+def echo_round_trip(server: ucsdk.Node, client: ucsdk.Node, size: int, timeout: float) -> None:
+    """``client`` sends ``size`` random bytes on one stream to an echo handler on
+    ``server`` and gets them back unchanged, then the end of the stream (flow control both
+    ways on whatever transport connects them)."""
+    import os
+
+    async def echo(stream: ucsdk.Stream) -> None:
+        async with stream:
+            await stream.write(await stream.read_exactly(size))
+
+    server.handle("/test/echo/1", echo)
+    payload = os.urandom(size)
+    with client.open_stream(server.peer_id, "/test/echo/1") as stream:
+        stream.write(payload)
+        assert stream.read_exactly(size, timeout=timeout) == payload
+        assert stream.read() == b""

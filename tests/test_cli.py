@@ -173,9 +173,11 @@ def test_node_with_the_server_preset_listens_where_browsers_can_dial() -> None:
     assert result.returncode == 0, result.stderr
     listening = re.findall(r"^listening: (\S+)$", result.stdout, re.M)
     kinds = {transport_of(a) for a in listening}
-    assert kinds == {"tcp", "quic", "websocket", "webtransport"}
+    assert kinds == {"tcp", "quic", "websocket", "webtransport", "webrtc-direct"}
     wt = next(a for a in listening if "/webtransport" in a)
     assert re.search(r"/quic-v1/webtransport(/certhash/uEi[\w-]{44}){2}/p2p/12D3KooW", wt)
+    rtc = next(a for a in listening if "/webrtc-direct" in a)
+    assert re.search(r"/udp/\d+/webrtc-direct/certhash/uEi[\w-]{44}/p2p/12D3KooW\w+$", rtc)
 
 
 def test_lab_lists_scenarios() -> None:

@@ -110,7 +110,7 @@ def test_preset_overrides_and_unknown_preset() -> None:
         ("transports", "tcp"),
         ("listen_addrs", ["/ip4/127.0.0.1/tcp/notaport"]),
         ("listen_addrs", ["/ip4/127.0.0.1/udp/0"]),
-        ("listen_addrs", ["/ip4/127.0.0.1/udp/0/webrtc-direct"]),
+        ("listen_addrs", ["/ip4/127.0.0.1/udp/0/webrtc"]),
         ("listen_addrs", ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"]),
         ("bootstrap_peers", ["/ip4/127.0.0.1/tcp/4001"]),
         ("bootstrap_peers", ["not a multiaddr"]),
@@ -260,9 +260,12 @@ def test_node_listening_only_on_websocket_accepts_a_websocket_dial() -> None:
 def test_planned_transport_is_explained() -> None:
     with pytest.raises(ConfigError, match="webrtc is not supported yet"):
         ConnectivityConfig(transports=["webrtc"])
-    with pytest.raises(ConfigError, match="webrtc-direct is not supported yet") as caught:
-        ConnectivityConfig(listen_addrs=["/ip4/127.0.0.1/udp/0/webrtc-direct"])
-    assert caught.value.value == "/ip4/127.0.0.1/udp/0/webrtc-direct"
+    with pytest.raises(ConfigError, match="webrtc is not supported yet") as caught:
+        ConnectivityConfig(listen_addrs=["/ip4/127.0.0.1/udp/0/webrtc"])
+    assert caught.value.value == "/ip4/127.0.0.1/udp/0/webrtc"
+    # WebRTC-Direct is supported: a listen address of it turns the transport on.
+    config = ConnectivityConfig(listen_addrs=["/ip4/127.0.0.1/udp/0/webrtc-direct"])
+    assert "webrtc-direct" in config.transports
 
 
 def test_replace_rejects_unknown_field_with_suggestion() -> None:

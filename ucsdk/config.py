@@ -34,10 +34,10 @@ IPFS_BOOTSTRAP_PEERS: tuple[str, ...] = (
 DEFAULT_DISCOVERY_TOPIC = "_peer-discovery._p2p._pubsub"
 UNIVERSAL_CONNECTIVITY_TOPIC = "universal-connectivity-browser-peer-discovery"
 
-TRANSPORTS = ("tcp", "quic", "websocket", "webtransport")
+TRANSPORTS = ("tcp", "quic", "websocket", "webtransport", "webrtc-direct")
 """Transports a node can listen and dial on."""
 
-_PLANNED_TRANSPORTS = ("webrtc", "webrtc-direct")
+_PLANNED_TRANSPORTS = ("webrtc",)
 
 PRESETS = ("browser", "server", "private", "development")
 
@@ -51,6 +51,8 @@ def _wildcard_addr(transport: str, host: str) -> str:
         return f"/{proto}/{host}/udp/0/quic-v1"
     if transport == "webtransport":
         return f"/{proto}/{host}/udp/0/quic-v1/webtransport"
+    if transport == "webrtc-direct":
+        return f"/{proto}/{host}/udp/0/webrtc-direct"
     return f"/{proto}/{host}/tcp/0/ws"
 
 
@@ -283,8 +285,8 @@ class ConnectivityConfig:
                 enable_relay_client=True,
                 enable_relay_server=True,
                 enable_dcutr=True,
-                # WebTransport and WebSocket are what browsers can dial.
-                transports=["tcp", "quic", "websocket", "webtransport"],
+                # WebTransport, WebRTC-Direct and WebSocket are what browsers can dial.
+                transports=["tcp", "quic", "websocket", "webtransport", "webrtc-direct"],
             )
         elif name == "private":
             # No public bootstrap; custom bootstrap peers are added by the caller.

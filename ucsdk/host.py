@@ -50,6 +50,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
+from ucsdk.transports.webrtc import WebRTCDirect
 from ucsdk.transports.webtransport import WebTransportTransport
 
 SECURITY_PROTOCOLS = (str(NOISE_PROTOCOL_ID),)
@@ -244,18 +245,35 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         # py-libp2p 0.8.1's own WebTransport transport has no bounds on sessions (an
         # Initial packet makes state), never forgets closed ones and checks the Noise
         # certhashes only after its last message: ucsdk's replaces it.
-        # new_host() adds that one itself for a /webtransport listen address.
-        network: Any = host.get_network()
-        manager = network.transport_manager
-        manager._transports = [
-            t
-            for t in manager.get_transports()
-            if not type(t).__module__.startswith("libp2p.") or "webtransport" not in t.protocols()
-        ]
-        manager.add_transport(WebTransportTransport(key_pair))
+        _replace_transport(host, "webtransport", WebTransportTransport(key_pair))
+    if "webrtc-direct" in config.transports:
+        # py-libp2p's WebRTC-Direct makes a new certificate each start (so a browser's
+        # cached address stops working) and does not count what it refuses: ucsdk's
+        # subclass derives the certificate from the host key and counts.
+        _replace_transport(host, "webrtc-direct", WebRTCDirect(key_pair))
     guard_stream_handlers(host)
     end_inbound_handlers_with_their_connection(host)
     return host
+
+
+def _replace_transport(host: IHost, protocol: str, transport: Any) -> None:
+    """Put ucsdk's ``transport`` in place of py-libp2p's for ``protocol`` (new_host()
+    adds py-libp2p's own for a listen address of that protocol)."""
+    manager = host.get_network().transport_manager  # type: ignore[attr-defined]
+    manager._transports = [
+        t
+        for t in manager.get_transports()
+        if not type(t).__module__.startswith("libp2p.") or protocol not in t.protocols()
+    ]
+    manager.add_transport(transport)
+
+
+def webrtc_direct_of(host: IHost) -> WebRTCDirect | None:
+    """The host's WebRTC-Direct transport (ucsdk's), when it has one."""
+    manager = getattr(host.get_network(), "transport_manager", None)
+    if manager is None:
+        return None
+    return next((t for t in manager.get_transports() if isinstance(t, WebRTCDirect)), None)
 
 
 def webtransport_of(host: IHost) -> WebTransportTransport | None:
@@ -389,6 +407,7 @@ def connection_direction(conn: INetConn) -> str:
         (muxed, "is_initiator_value"),
         (muxed, "_is_initiator"),
         (getattr(muxed, "secured_conn", None), "is_initiator"),
+        (muxed, "is_initiator"),  # a transport that muxes natively (WebRTC)
     ):
         value = getattr(holder, attr, None)
         if isinstance(value, bool):

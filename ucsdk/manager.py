@@ -67,6 +67,7 @@ from ucsdk.host import (
     GuardedStreams,
     disable_auto_dial,
     guard_stream_handlers,
+    webrtc_direct_of,
     webtransport_of,
 )
 from ucsdk.messaging.pubsub import Message, PubsubService, TopicInfo
@@ -77,6 +78,7 @@ from ucsdk.nat.dcutr import DCUtR, HolePunchResult
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer, Reservation
 from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo, PeerRecord
 from ucsdk.protocols import ping_rtts
+from ucsdk.transports.webrtc import WebRTCDirect
 from ucsdk.transports.webtransport import WebTransportTransport
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -184,6 +186,7 @@ class UniversalConnectivityManager(Service):
         self._dropped_by_services: Counter[str] = Counter()
         self._stream_guard: GuardedStreams | None = None
         self.webtransport: WebTransportTransport | None = webtransport_of(host)
+        self.webrtc_direct: WebRTCDirect | None = webrtc_direct_of(host)
         """ucsdk's WebTransport transport when it is enabled (``stats()``, ``rejections``)."""
 
     def _wire(self) -> None:
@@ -380,6 +383,9 @@ class UniversalConnectivityManager(Service):
         if self.webtransport is not None:
             refused = self.webtransport.rejections
             dropped.update({f"webtransport_{k}": v for k, v in refused.items()})
+        if self.webrtc_direct is not None:
+            refused = self.webrtc_direct.rejections
+            dropped.update({f"webrtc_{k}": v for k, v in refused.items()})
         dropped.update({f"dialer_{k}": v for k, v in self.dialer.dropped.items()})
         dropped.update({f"streams_{k}": v for k, v in self.streams.dropped.items()})
         active, relayed = self.connections.active(), self.connections.relayed()

@@ -18,6 +18,7 @@ import http.server
 import os
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +134,10 @@ class BrowserPeer:
         *,
         timeout: float = 30,
         viewport: tuple[int, int] = (1100, 800),
+        chromium_args: Sequence[str] = (),
     ) -> None:
         self.timeout = timeout
+        self._chromium_args = [*CHROMIUM_ARGS, *chromium_args]
         self.console: list[str] = []
         """The page's console lines and uncaught errors (``pageerror: ...``)."""
         handler = functools.partial(_QuietHandler, directory=str(page_dir))
@@ -159,7 +162,7 @@ class BrowserPeer:
 
         self._playwright = sync_playwright().start()
         self._browser = self._playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=CHROMIUM, headless=True, args=self._chromium_args
         )
         page = self._browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         page.set_default_timeout(self.timeout * 1000)

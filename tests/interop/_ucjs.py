@@ -76,10 +76,16 @@ class UcJsPeer:
     """The js peer process: commands in, events out. ``stop()`` ends it (by its PID)."""
 
     def __init__(
-        self, js_dir: Path = JS_DIR, *, discovery_interval_ms: int = 1000, timeout: float = 30
+        self,
+        js_dir: Path = JS_DIR,
+        *,
+        discovery_interval_ms: int = 1000,
+        timeout: float = 30,
+        webrtc_direct: bool = False,
     ) -> None:
+        extra = ["--webrtc-direct"] if webrtc_direct else []
         self.proc = subprocess.Popen(
-            ["node", "uc-peer.mjs", "--discovery-interval", str(discovery_interval_ms)],
+            ["node", "uc-peer.mjs", "--discovery-interval", str(discovery_interval_ms), *extra],
             cwd=js_dir,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -7,7 +7,6 @@ The browser side (Chromium dialling a ucsdk node) is in tests/browser/test_brows
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import time
@@ -19,7 +18,7 @@ import trio
 from multiaddr import Multiaddr
 
 import ucsdk
-from tests._util import on_loop, wait_for
+from tests._util import echo_round_trip, on_loop, wait_for
 from ucsdk import errors
 from ucsdk.identity import new_key_pair
 from ucsdk.transports.certs import (
@@ -75,18 +74,8 @@ def test_two_nodes_connect_ping_and_stream_over_webtransport(pair: Any) -> None:
     rtts = b.ping(a.peer_id, count=5)
     assert len(rtts) == 5 and all(0 < r < 1000 for r in rtts)
 
-    size = 3 * 1024 * 1024 + 17  # several MB: flow control both ways
-
-    async def echo(stream: ucsdk.Stream) -> None:
-        async with stream:
-            await stream.write(await stream.read_exactly(size))
-
-    a.handle("/test/echo/1", echo)
-    payload = os.urandom(size)
-    with b.open_stream(a.peer_id, "/test/echo/1") as stream:
-        stream.write(payload)
-        assert stream.read_exactly(size, timeout=30) == payload
-        assert stream.read() == b""
+    # several MB: flow control both ways
+    echo_round_trip(a, b, 3 * 1024 * 1024 + 17, timeout=30)
 
     for node, other in ((a, b), (b, a)):
         row = node.connections().set_index("peer_id").loc[other.peer_id]

@@ -63,7 +63,7 @@ BOOTSTRAP_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 MAX_ATTEMPTS_KEPT = 1000
 MAX_ADDRS_PER_DIAL = 32
 MAX_RELAYS_PER_DIAL = 4
-DIALABLE = ("tcp", "quic", "websocket", "webtransport", "relay")
+DIALABLE = ("tcp", "quic", "websocket", "webtransport", "webrtc-direct", "relay")
 AUTO_DIAL_MAX_ADDRS = 8
 """Addresses of one discovered record an auto-dial tries (a record may list 32)."""
 AUTO_DIAL_ENDPOINT_WINDOW = 600.0

@@ -202,8 +202,16 @@ class Stream:
 
 
 def _is_eof(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return "EOF" in name or "StreamClosed" in name or "ClosedResource" in name
+    for error in (exc, exc.__cause__):
+        if error is None:
+            continue
+        name = type(error).__name__
+        if "EOF" in name or "StreamClosed" in name or "ClosedResource" in name:
+            return True
+        # py-libp2p's WebRTC stream raises this, not EOF, on a read after the peer's FIN.
+        if "Read side is closed" in str(error):
+            return True
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -89,6 +89,40 @@ def certhash_from_multibase(text: str) -> bytes:
     return raw
 
 
+def derive_key(material: bytes, info: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    """An ECDSA P-256 key derived from secret ``material`` (HKDF-SHA256 with ``info``
+    first, when given): the same material gives the same key."""
+    if info is not None:
+        material = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(material)
+    scalar = int.from_bytes(material, "big") % (_P256_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP256R1())
+
+
+def self_signed(
+    key: ec.EllipticCurvePrivateKey,
+    material: bytes,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    common_name: str,
+) -> x509.Certificate:
+    """A self-signed certificate for ``key``, reproducible: the serial number comes from
+    ``material`` and the signature is RFC 6979 deterministic ECDSA."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(hashlib.sha256(material).digest()[:16], "big") >> 1)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        # Chromium's certificate parser (QUIC's CertificateView) refuses a certificate
+        # without an extensions block: "certificate unknown" (seen here).
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    )
+
+
 @dataclass(frozen=True)
 class Certificate:
     """One WebTransport certificate: DER bytes, PEM key, validity, multihash."""
@@ -176,24 +210,16 @@ class CertificateManager:
         material = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(
             self._seed
         )
-        scalar = int.from_bytes(material, "big") % (_P256_ORDER - 1) + 1
-        key = ec.derive_private_key(scalar, ec.SECP256R1())
+        key = derive_key(material)
         start = self.offset + index * self.period
         not_before = start - self.margin
         not_after = start + self.period + self.margin
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "libp2p webtransport")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(int.from_bytes(hashlib.sha256(material).digest()[:16], "big") >> 1)
-            .not_valid_before(dt.datetime.fromtimestamp(int(not_before), dt.timezone.utc))
-            .not_valid_after(dt.datetime.fromtimestamp(int(not_after), dt.timezone.utc))
-            # Chromium's certificate parser (QUIC's CertificateView) refuses a certificate
-            # without an extensions block: "certificate unknown" (seen here).
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+        cert = self_signed(
+            key,
+            material,
+            dt.datetime.fromtimestamp(int(not_before), dt.timezone.utc),
+            dt.datetime.fromtimestamp(int(not_after), dt.timezone.utc),
+            "libp2p webtransport",
         )
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,

@@ -1,7 +1,8 @@
 // @ts-check
 // A js-libp2p browser peer for ucsdk's browser tests, driven through Playwright
 // (tests/browser/_browser_peer.py). Dial-only (no listen addresses): WebSocket and
-// WebTransport, Noise, Yamux, identify, ping, and GossipSub configured like the
+// WebTransport and WebRTC-Direct (v1 as js-libp2p dials it, or v2: see webRTCDirectV2 below),
+// Noise, Yamux, identify, ping, and GossipSub configured like the
 // universal-connectivity app's peers (tests/interop/js/uc-peer.mjs): message id = sha256 of
 // the decimal seqno, allowPublishToZeroTopicPeers, ignoreDuplicatePublishError, StrictSign.
 // window.ucPeer: start, dial, ping, publish, messages, peers, connections, stop.
@@ -19,6 +20,7 @@ if (!Promise.withResolvers) {
 import { createLibp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
 import { webTransport } from '@libp2p/webtransport'
+import { webRTCDirect } from '@libp2p/webrtc'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -49,6 +51,7 @@ async function msgIdFn (msg) {
 function transportOf (addr) {
   if (addr.includes('/webtransport')) return 'webtransport'
   if (addr.includes('/ws') || addr.includes('/wss') || addr.includes('/tls/ws')) return 'websocket'
+  if (addr.includes('/webrtc-direct')) return 'webrtc-direct'
   if (addr.includes('/webrtc')) return 'webrtc'
   return 'other'
 }
@@ -68,6 +71,66 @@ function showList (id, rows) {
     li.textContent = text
     return li
   }))
+}
+
+// --- WebRTC-Direct v2 (libp2p/specs PR 715) -------------------------------------------------
+// @libp2p/webrtc 6.0.33 dials v1 only: it replaces the ICE ufrag and pwd of its local offer
+// with one random "libp2p+webrtc+v1/..." value ("munging"), and gives the server's
+// synthetic answer the same value. Chromium is taking munging away (field trial
+// WebRTC-NoSdpMangleUfrag). v2 keeps the offer as the browser made it and gives the answer
+// the ufrag and pwd "libp2p+webrtc+v2/<the offer's ice-pwd>", from which the server learns
+// the browser's password. With v2 on, this page turns js-libp2p's v1 dial into a v2 dial at
+// the two RTCPeerConnection calls where the versions differ; nothing else changes.
+const V1_PREFIX = 'libp2p+webrtc+v1/'
+const V2_PREFIX = 'libp2p+webrtc+v2/'
+const ICE_PWD = /^[A-Za-z0-9+/]{22,256}$/
+/** @type {WeakMap<RTCPeerConnection, {sdp: string, pwd: string}>} */
+const offers = new WeakMap()
+let webrtcDirectVersion = 1
+/** @param {string} sdp @param {string} field */
+function sdpField (sdp, field) {
+  const match = new RegExp(`^a=${field}:([^\\r\\n]*)`, 'm').exec(sdp)
+  return match == null ? null : match[1]
+}
+{
+  const proto = RTCPeerConnection.prototype
+  const createOffer = proto.createOffer
+  const setLocal = proto.setLocalDescription
+  const setRemote = proto.setRemoteDescription
+  /** @this {RTCPeerConnection} @param {any[]} args */
+  proto.createOffer = async function (...args) {
+    const offer = await createOffer.apply(this, /** @type {any} */ (args))
+    const pwd = sdpField(offer.sdp ?? '', 'ice-pwd')
+    if (pwd != null) offers.set(this, { sdp: offer.sdp ?? '', pwd })
+    return offer
+  }
+  /** @this {RTCPeerConnection} @param {RTCSessionDescriptionInit} [desc] */
+  proto.setLocalDescription = function (desc) {
+    const made = offers.get(this)
+    const ufrag = desc?.sdp == null ? null : sdpField(desc.sdp, 'ice-ufrag')
+    if (webrtcDirectVersion === 2 && made != null && desc?.type === 'offer' && ufrag?.startsWith(V1_PREFIX)) {
+      if (!ICE_PWD.test(made.pwd) || (V2_PREFIX + made.pwd).length > 256) {
+        return Promise.reject(new Error(`this browser's ICE password cannot make a v2 ufrag: ${made.pwd}`))
+      }
+      log('webrtc-direct v2: local offer left as the browser made it')
+      return setLocal.call(this, { type: 'offer', sdp: made.sdp })
+    }
+    return setLocal.call(this, desc)
+  }
+  /** @this {RTCPeerConnection} @param {RTCSessionDescriptionInit} desc */
+  proto.setRemoteDescription = function (desc) {
+    const made = offers.get(this)
+    const ufrag = desc?.sdp == null ? null : sdpField(desc.sdp, 'ice-ufrag')
+    if (webrtcDirectVersion === 2 && made != null && desc.type === 'answer' && ufrag?.startsWith(V1_PREFIX)) {
+      const v2 = V2_PREFIX + made.pwd
+      const sdp = (desc.sdp ?? '')
+        .replace(/^a=ice-ufrag:.*$/m, `a=ice-ufrag:${v2}`)
+        .replace(/^a=ice-pwd:.*$/m, `a=ice-pwd:${v2}`)
+      log(`webrtc-direct v2: server ufrag ${v2.slice(0, 24)}…`)
+      return setRemote.call(this, { type: 'answer', sdp })
+    }
+    return setRemote.call(this, desc)
+  }
 }
 
 /** @type {Node | null} */
@@ -100,7 +163,7 @@ async function start () {
   if (node != null) return node.peerId.toString()
   node = await createLibp2p({
     addresses: { listen: [] },
-    transports: [webSockets(), webTransport()],
+    transports: [webSockets(), webTransport(), webRTCDirect()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: { denyDialMultiaddr: () => false }, // loopback and private addresses too
@@ -136,7 +199,7 @@ async function start () {
     refresh()
   })
   pubsub.subscribe(CHAT_TOPIC)
-  log(`started ${node.peerId}; WebTransport in this browser: ${globalThis.WebTransport != null}`)
+  log(`started ${node.peerId}; WebTransport in this browser: ${globalThis.WebTransport != null}; WebRTC: ${globalThis.RTCPeerConnection != null}`)
   refresh()
   return node.peerId.toString()
 }
@@ -187,6 +250,13 @@ async function stop () {
   /** @param {string} [topic] */
   peers: (topic = CHAT_TOPIC) => node == null ? [] : node.services.pubsub.getSubscribers(topic).map(String),
   connections,
+  /** Which WebRTC-Direct flow the next dials use: 1 (munging) or 2 (specs PR 715).
+   * @param {number} version */
+  setWebRTCDirectVersion: (version) => {
+    if (version !== 1 && version !== 2) throw new Error(`no WebRTC-Direct version ${version}`)
+    webrtcDirectVersion = version
+    log(`webrtc-direct dials use v${version}`)
+  },
   stop
 }
 log('page loaded')

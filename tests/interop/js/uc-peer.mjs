@@ -20,7 +20,9 @@
 // Each command may carry "id": it comes back in the answer {"event":"done"|"error","id":..}.
 // Events: ready {peer, addrs}; message {topic, from, type, text, b64?, seqno};
 // dm {from, text, type}; discovered {peer, addrs}; connected/disconnected {peer}.
-// Usage: node uc-peer.mjs [--discovery-interval MS]
+// Usage: node uc-peer.mjs [--discovery-interval MS] [--webrtc-direct]
+//   --webrtc-direct: also listen and dial on WebRTC-Direct (@libp2p/webrtc, node-datachannel),
+//   as the app's server peers do.
 if (!Promise.withResolvers) {
   // Node 20 lacks it; libp2p 3 uses it.
   Promise.withResolvers = function () {
@@ -33,6 +35,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
+import { webRTCDirect } from '@libp2p/webrtc'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -53,6 +56,7 @@ const MAX_FILE = 64 * 1024 * 1024
 
 const argIndex = process.argv.indexOf('--discovery-interval')
 const discoveryInterval = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 10_000
+const withWebRTCDirect = process.argv.includes('--webrtc-direct')
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
 // The app's message id: the raw sha256 digest of the decimal text of the sequence number.
@@ -139,8 +143,10 @@ function decodeResponse (bytes) {
 
 // --- the node ----------------------------------------------------------------------------
 const node = await createLibp2p({
-  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-  transports: [tcp()],
+  addresses: {
+    listen: ['/ip4/127.0.0.1/tcp/0', ...(withWebRTCDirect ? ['/ip4/127.0.0.1/udp/0/webrtc-direct'] : [])]
+  },
+  transports: [tcp(), ...(withWebRTCDirect ? [webRTCDirect()] : [])],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   connectionGater: { denyDialMultiaddr: async () => false },
@@ -259,7 +265,7 @@ async function run (command) {
   switch (command.cmd) {
     case 'dial': {
       const conn = await node.dial(multiaddr(command.addr))
-      return { peer: conn.remotePeer.toString() }
+      return { peer: conn.remotePeer.toString(), remoteAddr: conn.remoteAddr.toString() }
     }
     case 'publish': {
       const result = await pubsub.publish(command.topic, utf8.encode(command.text))
