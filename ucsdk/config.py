@@ -138,6 +138,11 @@ class ConnectivityConfig:
     # DCUtR punches only towards public addresses a peer names in CONNECT; True allows
     # loopback and private ones too (the development preset; never on a public host).
     dcutr_allow_private: bool = False
+    # Private-to-private WebRTC (/webrtc): SDP over /webrtc-signaling/0.0.1 on a relayed
+    # connection, then ICE with each side's public mapping from a STUN server ("host:port").
+    # Candidates follow DCUtR's rule: public addresses only unless dcutr_allow_private.
+    enable_webrtc: bool = False
+    stun_servers: list[str] = field(default_factory=list)
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
     # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
@@ -335,6 +340,7 @@ class ConnectivityConfig:
             "enable_relay_server",
             "enable_dcutr",
             "dcutr_allow_private",
+            "enable_webrtc",
             "connect_to_bootstrap",
             "auto_dial",
             "dht_random_walk",
@@ -453,6 +459,12 @@ class ConnectivityConfig:
         for topic in topics:
             if not isinstance(topic, str) or not topic:
                 raise ConfigError("pubsub_discovery_topics", topic, "a non-empty topic name")
+        if isinstance(self.stun_servers, str) or not isinstance(self.stun_servers, (list, tuple)):
+            raise ConfigError("stun_servers", self.stun_servers, "a list of 'host:port' texts")
+        for server in self.stun_servers:
+            host, _, port = str(server).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("stun_servers", server, "'host:port', e.g. '192.0.2.1:3478'")
         self._validate_transports()
         try:
             ipaddress.ip_address(self.listen_host)

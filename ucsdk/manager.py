@@ -78,7 +78,8 @@ from ucsdk.nat.dcutr import DCUtR, HolePunchResult
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer, Reservation
 from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo, PeerRecord
 from ucsdk.protocols import ping_rtts
-from ucsdk.transports.webrtc import WebRTCDirect
+from ucsdk.transports.webrtc import WebRTCDirect, webrtc_certificate
+from ucsdk.transports.webrtc_private import WebRTCPrivate
 from ucsdk.transports.webtransport import WebTransportTransport
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -92,6 +93,7 @@ _SERVICES = (
     ("relay_server", "relay"),
     ("relay_client", "relay_client"),
     ("dcutr", "dcutr"),
+    ("webrtc", "webrtc_signaling"),
     ("autonat", "autonat"),
     ("mdns", "mdns"),
 )
@@ -183,6 +185,7 @@ class UniversalConnectivityManager(Service):
         self.relay_client: CircuitRelayClient | None = None
         self.relay_server: CircuitRelayServer | None = None
         self.dcutr: DCUtR | None = None
+        self.webrtc: WebRTCPrivate | None = None
         self._dropped_by_services: Counter[str] = Counter()
         self._stream_guard: GuardedStreams | None = None
         self.webtransport: WebTransportTransport | None = webtransport_of(host)
@@ -203,10 +206,18 @@ class UniversalConnectivityManager(Service):
             not c.relayed for c in self.connections.of_peer(peer)
         )
         self.dialer.known_relays = self.nat.connected_relays
-        self.addresses.circuit_source = lambda: (
-            self.relay_client.circuit_addrs() if self.relay_client is not None else []
-        )
+        self.addresses.circuit_source = self._circuit_addrs
         self.addresses.audience = self.connections.direct_remotes
+
+    def _circuit_addrs(self) -> list[str]:
+        """Our circuit addresses on the relays we hold reservations on; with WebRTC on,
+        each also with ``/webrtc`` (the spec's way of saying "signal WebRTC through me")."""
+        if self.relay_client is None:
+            return []
+        circuits = list(self.relay_client.circuit_addrs())
+        if self.webrtc is None:
+            return circuits
+        return [*circuits, *(f"{c}/webrtc" for c in circuits)]
 
     @property
     def version(self) -> int:
@@ -295,6 +306,16 @@ class UniversalConnectivityManager(Service):
             )
             await supervisor.start("dcutr", dcutr)
             self.dcutr = self.nat.dcutr = dcutr
+        if cfg.enable_webrtc:
+            webrtc = WebRTCPrivate(
+                host,
+                webrtc_certificate(host.get_private_key().to_bytes()),
+                stun_servers=cfg.stun_servers,
+                allow_private=cfg.dcutr_allow_private,
+                timeout=max(10.0, cfg.connection_timeout),
+            )
+            await supervisor.start("webrtc", webrtc)
+            self.webrtc = self.dialer.webrtc = webrtc
         if cfg.enable_autonat:
             autonat = AutoNAT(
                 host,
@@ -353,6 +374,7 @@ class UniversalConnectivityManager(Service):
             setattr(self, name, None)
         self.dialer.dht = None
         self.dialer.relay_client = None
+        self.dialer.webrtc = None
         self.nat.autonat = self.nat.relay_client = self.nat.dcutr = None
         self.connections.detach()
         self.addresses.uninstall()

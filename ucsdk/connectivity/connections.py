@@ -198,7 +198,8 @@ class ConnectionTracker:
         record.connections += 1
         record.relayed_connections += int(relayed)
         record.transport = transport
-        if remote and direction == "outbound":
+        if remote and direction == "outbound" and transport != "webrtc":
+            # (A /webrtc connection's address is the ICE pair's, not one to dial again.)
             record.add_addrs([remote], None)
         elif direction == "inbound" and not record.sources:
             record.add_addrs([], "inbound")

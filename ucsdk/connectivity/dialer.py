@@ -112,7 +112,8 @@ def dial_failure_reason(exc: BaseException) -> str:
         nested = getattr(current, "exceptions", None) or getattr(current, "errors", None)
         if isinstance(nested, (list, tuple)):
             stack.extend(e for e in nested if isinstance(e, BaseException))
-        for linked in (current.__cause__, current.__context__):
+        context = None if current.__suppress_context__ else current.__context__
+        for linked in (current.__cause__, context):
             if linked is not None:
                 stack.append(linked)
     for hint in ("refused", "timed out", "unreachable", "reset", "handshake", "protocol"):
@@ -165,6 +166,9 @@ class Dialer(Service):
         self._recorder = recorder
         self.relay_client: Any = None
         """The relay client (set by the manager while it runs); relayed dials need it."""
+        self.webrtc: Any = None
+        """Private-to-private WebRTC (set by the manager while it runs): ``/webrtc`` after
+        a circuit address means "then upgrade to WebRTC over it"."""
         self.dht: Any = None
         """The DHT (set by the manager while it runs): where a bare peer id is looked up."""
         self.known_relays: Callable[[], list[str]] = list
@@ -172,6 +176,7 @@ class Dialer(Service):
         self._attempts: deque[DialAttempt] = deque(maxlen=MAX_ATTEMPTS_KEPT)
         self._dial_ids = itertools.count(1)
         self._auto_dialling: set[str] = set()
+        self._dialling: collections.Counter[str] = collections.Counter()
         self._auto_dial_backoff: dict[str, tuple[int, float]] = {}
         # Endpoint (ip:port, or the address for those without one) -> {peer id: when it
         # last made us auto-dial there}: a cap on the identities that may use one endpoint.
@@ -248,6 +253,20 @@ class Dialer(Service):
         pid_text = pid.to_base58()
         if pid_text == self._peers.local_peer_id:
             raise errors.DialError(pid_text, [], "that is this node's own peer id")
+        # While this dial runs, the addresses it teaches the peer table start no auto-dial
+        # of the same peer (two relayed connections, two WebRTC sessions, for one call).
+        self._dialling[pid_text] += 1
+        try:
+            return await self._connect_peer(pid, addrs, use_relay, source, exact)
+        finally:
+            self._dialling[pid_text] -= 1
+            if not self._dialling[pid_text]:
+                del self._dialling[pid_text]
+
+    async def _connect_peer(
+        self, pid: ID, addrs: Sequence[str] | None, use_relay: bool, source: str, exact: bool
+    ) -> DiscoveredPeer:
+        pid_text = pid.to_base58()
         targets = self._merge_targets(pid, addrs, source, exact)
         network = self.host.get_network()
         if network.connections.get(pid):
@@ -267,7 +286,7 @@ class Dialer(Service):
         if callable(unblock):
             unblock(pid)
         dial_id = next(self._dial_ids)
-        plan_addrs, skipped = self._usable(dial_id, pid_text, targets, use_relay)
+        plan_addrs, skipped = self._usable(dial_id, pid_text, targets, use_relay, exact)
         relayed_known = any("/p2p-circuit" in a for a in plan_addrs)
         if use_relay and self.relay_client is not None and not relayed_known and not exact:
             plan_addrs += self._relay_candidates(pid_text)
@@ -298,7 +317,7 @@ class Dialer(Service):
         return record.snapshot()
 
     def _usable(
-        self, dial_id: int, pid_text: str, targets: list[str], use_relay: bool
+        self, dial_id: int, pid_text: str, targets: list[str], use_relay: bool, exact: bool
     ) -> tuple[list[str], list[str]]:
         """The addresses worth dialling; the others are recorded as skipped."""
         usable: list[str] = []
@@ -319,6 +338,10 @@ class Dialer(Service):
                 why = "relayed addresses skipped (use_relay=False)"
             elif transport == "relay" and self.relay_client is None:
                 why = "relayed address known but the relay client is off"
+            elif transport == "relay" and addr.endswith("/webrtc") and not exact:
+                # Its plain circuit address is in the plan too; WebRTC is what a caller
+                # asks for by dialling this address itself (node.connect).
+                why = "a /webrtc address: dialled only when asked for by itself"
             if why is None:
                 usable.append(addr)
                 continue
@@ -368,13 +391,16 @@ class Dialer(Service):
                 t0 = trio.current_time()
                 outcome: str = "cancelled"
                 error: str | None = "another address connected first"
+                limit = self.config.connection_timeout
+                if addr.endswith("/webrtc") and self.webrtc is not None:
+                    limit += self.webrtc.timeout  # the relayed leg, then signalling and ICE
                 try:
-                    with trio.fail_after(self.config.connection_timeout):
+                    with trio.fail_after(limit):
                         await self._dial_one(pid, addr)
                     outcome, error = "connected", None
                 except trio.TooSlowError:
                     outcome = "timeout"
-                    error = f"no connection within {self.config.connection_timeout:g} s"
+                    error = f"no connection within {limit:g} s"
                 except Exception as exc:
                     outcome, error = "failed", dial_failure_reason(exc)
                 finally:
@@ -408,8 +434,17 @@ class Dialer(Service):
 
     async def _dial_one(self, pid: ID, addr: str) -> None:
         if "/p2p-circuit" in addr:
-            relay_addr, relay_id, _ = parse_circuit(addr)
-            await self.relay_client.dial(pid, relay_id, relay_addr or None)
+            webrtc = addr.endswith("/webrtc")
+            circuit = addr[: -len("/webrtc")] if webrtc else addr
+            relay_addr, relay_id, _ = parse_circuit(circuit)
+            if webrtc and self.webrtc is None:
+                raise errors.DialError(pid.to_base58(), [addr], "WebRTC is off (enable_webrtc)")
+            relayed = [c for c in self._connections.of_peer(pid.to_base58()) if c.relayed]
+            if not (webrtc and relayed):
+                await self.relay_client.dial(pid, relay_id, relay_addr or None)
+            if webrtc:
+                # Signal over the relayed connection, then the direct WebRTC one is added.
+                await self.webrtc.dial(pid)
             return
         maddr = multiaddr.Multiaddr(addr)
         network: Any = self.host.get_network()
@@ -504,6 +539,7 @@ class Dialer(Service):
             and not record.connected
             and bool(record.multiaddrs)
             and record.peer_id not in self._auto_dialling
+            and record.peer_id not in self._dialling
             and self._auto_dial_backoff.get(record.peer_id, (0, 0.0))[1] <= trio.current_time()
             and record.peer_id != self._peers.local_peer_id
             and self._connections.active() < self.config.max_connections

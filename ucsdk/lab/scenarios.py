@@ -339,7 +339,9 @@ def punch_trials(
 ) -> pd.DataFrame:
     """Hole punching, ``trials`` times: ``dialer`` connects to ``target`` through
     ``target``'s reservation on ``relay``; ``target`` (the inbound side) drives DCUtR; the
-    trial records its outcome, then closes everything between the two.
+    trial records its outcome, then closes everything between the two. With ``transport``
+    ``"webrtc"`` the dialer signals private-to-private WebRTC over the relayed connection
+    instead (both hosts need ``enable_webrtc`` and a STUN server; DCUtR best off).
 
     ``target`` must already hold a reservation on ``relay`` (AutoNAT makes one when it finds
     the target private). One row per trial (:data:`PUNCH_TRIAL_COLUMNS`); with
@@ -347,8 +349,8 @@ def punch_trials(
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise errors.InvalidInput("trials", trials, "a positive integer")
-    if transport not in ("tcp", "quic"):
-        raise errors.InvalidInput("transport", transport, "'tcp' or 'quic'")
+    if transport not in ("tcp", "quic", "webrtc"):
+        raise errors.InvalidInput("transport", transport, "'tcp', 'quic' or 'webrtc'")
     rows = []
     for trial in range(1, trials + 1):
         row: dict[str, Any] = {
@@ -369,6 +371,9 @@ def punch_trials(
         if _connected(dialer, target):  # start from no connection, or nothing is punched
             dialer.node.disconnect(target.node.peer_id)
             wait_until(lambda: not _connected(target, dialer), 5)
+        if transport == "webrtc":
+            _webrtc_trial(dialer, target, relay, row, measure_rtt)
+            continue
         before = len(target.node.hole_punches())
         try:
             dialer.node.connect(circuit_addr(target, relay, transport), timeout=30)
@@ -396,6 +401,40 @@ def punch_trials(
         dialer.node.disconnect(target.node.peer_id)
         time.sleep(0.3)
     return pd.DataFrame(rows, columns=list(PUNCH_TRIAL_COLUMNS))
+
+
+def _webrtc_trial(
+    dialer: LabHost, target: LabHost, relay: LabHost, row: dict[str, Any], measure_rtt: bool
+) -> None:
+    """One ``/webrtc`` trial: ``dialer`` (A) reaches ``target`` through the relay and
+    signals WebRTC over it; success is a direct WebRTC connection (ICE through both NATs).
+    ``time_to_direct_ms`` runs from the dial to that connection."""
+    peer = target.node.peer_id
+    addr = circuit_addr(target, relay).removesuffix(f"/p2p/{peer}") + f"/webrtc/p2p/{peer}"
+    started = time.monotonic()
+    try:
+        dialer.node.connect(addr, timeout=45)
+    except errors.UcsdkError as exc:
+        row.update(outcome="failed", attempts=1, reason=str(exc).split(": ")[-1][:200])
+    else:
+        conns = dialer.node.connections()
+        mine = conns[(conns["peer_id"] == peer) & (conns["transport"] == "webrtc")]
+        ok = bool(len(mine))
+        row.update(outcome="success" if ok else "no_webrtc_connection", success=ok, attempts=1)
+        if ok:
+            row["time_to_direct_ms"] = (time.monotonic() - started) * 1000
+            # The answering side adds its end once its own ICE check completes.
+            wait_until(lambda: _has_webrtc(target, dialer), 10)
+            if measure_rtt:
+                row["direct_rtt_ms"] = statistics.median(dialer.node.ping(peer, count=5))
+    dialer.node.disconnect(peer)
+    wait_until(lambda: not _connected(target, dialer), 5)
+    time.sleep(0.3)
+
+
+def _has_webrtc(a: LabHost, b: LabHost) -> bool:
+    conns = a.node.connections()
+    return bool(((conns["peer_id"] == b.node.peer_id) & (conns["transport"] == "webrtc")).any())
 
 
 def _general_reason(reason: str) -> str:

@@ -208,8 +208,8 @@ def _is_eof(exc: BaseException) -> bool:
         name = type(error).__name__
         if "EOF" in name or "StreamClosed" in name or "ClosedResource" in name:
             return True
-        # py-libp2p's WebRTC stream raises this, not EOF, on a read after the peer's FIN.
-        if "Read side is closed" in str(error):
+        # py-libp2p's WebRTC stream raises these, not EOF, on a read at the peer's FIN.
+        if any(t in str(error) for t in ("Read side is closed", "Stream closed by remote")):
             return True
     return False
 
