@@ -132,7 +132,9 @@ def test_holepunch_benchmark_quick_run(lab_required: None, tmp_path: object) -> 
     assert [(r["pair"], r["transport"], r["trials"]) for r in rows] == [
         ("cone/cone", "tcp", 2),
         ("cone/cone", "quic", 2),
+        ("cone/cone", "webrtc", 2),
     ]
+    assert "one column per way through" in done.stdout, done.stdout[-2000:]
     for row in rows:
         assert row["success_rate"] == 1.0, row
         assert row["relayed_rtt_ms"] > 0 and row["direct_rtt_ms"] > 0
