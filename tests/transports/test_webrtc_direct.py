@@ -176,6 +176,22 @@ def test_stop_leaves_no_bridge_thread_and_frees_the_port() -> None:
         sock.bind(("127.0.0.1", port))  # released
 
 
+def test_a_peer_that_went_away_is_dropped() -> None:
+    """py-libp2p watches a WebRTC peer connection only until it is up: a peer that stopped
+    stayed listed for good (still there after 60 s). ucsdk closes the connection when the
+    peer connection fails: at the latest when ICE consent checks go unanswered (~30 s)."""
+    a, b = _node(), _node()
+    try:
+        b.connect(_addr(a))
+        assert wait_for(lambda: len(a.connections()) == 1, 10)
+    finally:
+        b.stop()
+    try:
+        assert wait_for(lambda: a.connections().empty, 45), a.connections()
+    finally:
+        a.stop()
+
+
 def test_limits_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="max_handshakes"):
         WebRTCDirectLimits(max_handshakes=0)

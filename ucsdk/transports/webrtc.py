@@ -28,6 +28,7 @@ Example (the certificate is the same for the same key):
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import datetime as dt
 import hashlib
@@ -36,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import trio
 from aioice import stun
 from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import THandler
@@ -95,6 +97,64 @@ def webrtc_certificate(seed: bytes) -> WebRTCCertificate:
     # py-libp2p's listener hands this one to aiortc's RTCPeerConnection.
     certificate._rtc_certificate = RTCCertificate(key=key, cert=cert)  # type: ignore[attr-defined]
     return certificate
+
+
+def _close_when_the_peer_goes(pc: Any, conn: Any) -> None:
+    """Close ``conn`` (on its trio loop) when ``pc`` ends: DTLS closed by the peer, or ICE
+    failed (consent checks unanswered). py-libp2p 0.8.1 watches the peer connection's state
+    only until it is up: a peer that hung up stayed "connected" here for good (seen: still
+    listed 60 s after the other node stopped). Runs on the bridge's asyncio thread."""
+    token = getattr(conn, "_trio_token", None)
+
+    def close_conn() -> None:
+        if token is None or conn.is_closed:
+            return
+        # Not awaited here: closing goes through this same asyncio loop.
+        with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+            trio.from_thread.run_sync(
+                trio.lowlevel.spawn_system_task, _close_quietly, conn, trio_token=token
+            )
+
+    @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+    def _pc_state() -> None:
+        if pc.connectionState in ("closed", "failed"):
+            close_conn()
+
+    # A peer that closes sends DTLS close_notify: aiortc closes the DTLS transport but does
+    # not change the peer connection's state, so watch the DTLS transport as well.
+    dtls = getattr(getattr(pc, "sctp", None), "transport", None)
+    if dtls is not None:
+
+        @dtls.on("statechange")  # type: ignore[untyped-decorator]
+        def _dtls_state() -> None:
+            if str(getattr(dtls, "state", "")) in ("closed", "failed"):
+                close_conn()
+
+
+async def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+def _watch_peer_connections() -> None:
+    """Make every WebRTC connection py-libp2p wires (listener and dialer, ``/webrtc-direct``
+    and ucsdk's ``/webrtc``) close when its peer connection ends. py-libp2p imports the
+    wiring function from its module at each use, so wrapping it there reaches them all."""
+    from libp2p.transport.webrtc import _aiortc_helpers as helpers
+
+    wire = helpers.wire_pc_to_connection
+    if getattr(wire, "_ucsdk_watches", False):
+        return
+
+    def wire_and_watch(pc: Any, conn: Any) -> None:
+        wire(pc, conn)
+        _close_when_the_peer_goes(pc, conn)
+
+    wire_and_watch._ucsdk_watches = True  # type: ignore[attr-defined]
+    helpers.wire_pc_to_connection = wire_and_watch
+
+
+_watch_peer_connections()
 
 
 class _Bucket:

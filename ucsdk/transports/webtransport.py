@@ -51,7 +51,7 @@ import multiaddr
 import trio
 from aioquic.buffer import Buffer, BufferReadError
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, H3Stream
-from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+from aioquic.h3.events import DataReceived, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
@@ -493,6 +493,9 @@ class WebTransportConnection(IMuxedConn):
             elif isinstance(event, ConnectionTerminated):
                 self._finish(event.reason_phrase or f"closed by peer ({event.error_code})")
                 return
+            elif isinstance(event, StreamReset) and event.stream_id == self.session_id:
+                self._shutdown("the peer reset its session stream")
+                return
             elif isinstance(event, StreamReset | StopSendingReceived):
                 stream = self.streams.get(event.stream_id)
                 noise = self.noise_stream
@@ -508,6 +511,15 @@ class WebTransportConnection(IMuxedConn):
                     self._headers(h3_event)
                 elif isinstance(h3_event, WebTransportStreamDataReceived):
                     self._stream_data(h3_event)
+                elif (
+                    isinstance(h3_event, DataReceived)
+                    and h3_event.stream_id == self.session_id
+                    and h3_event.stream_ended
+                ):
+                    # The peer ended its CONNECT stream (with a CLOSE_WEBTRANSPORT_SESSION
+                    # capsule, as a browser does on close()): the session is over.
+                    self._shutdown("the peer closed its session")
+                    return
             self._acked.set()
 
     # -- the session

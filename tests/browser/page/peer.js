@@ -250,6 +250,9 @@ async function stop () {
   /** @param {string} [topic] */
   peers: (topic = CHAT_TOPIC) => node == null ? [] : node.services.pubsub.getSubscribers(topic).map(String),
   connections,
+  /** Close every connection to a peer (from the browser's side).
+   * @param {string} peer */
+  hangUp: async (peer) => { await need().hangUp(peerIdFromString(peer)); refresh() },
   /** Which WebRTC-Direct flow the next dials use: 1 (munging) or 2 (specs PR 715).
    * @param {number} version */
   setWebRTCDirectVersion: (version) => {
