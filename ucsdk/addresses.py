@@ -141,6 +141,13 @@ def scope_of(addr: str) -> str:
     return "public"
 
 
+def punch_target_allowed(addr: str, allow_private: bool) -> bool:
+    """Whether a hole punch (DCUtR's dial, WebRTC's connectivity checks) may go to an
+    address a peer named: a public one, or loopback/private with ``allow_private``."""
+    scope = scope_of(addr)
+    return scope == "public" or (allow_private and scope in ("loopback", "private"))
+
+
 _DOCUMENTATION_NETS = tuple(
     ipaddress.ip_network(n)
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")

@@ -32,7 +32,7 @@ import socket
 import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import multiaddr
 import trio
@@ -268,21 +268,24 @@ def _replace_transport(host: IHost, protocol: str, transport: Any) -> None:
     manager.add_transport(transport)
 
 
-def webrtc_direct_of(host: IHost) -> WebRTCDirect | None:
-    """The host's WebRTC-Direct transport (ucsdk's), when it has one."""
+_T = TypeVar("_T")
+
+
+def _transport_of_type(host: IHost, kind: type[_T]) -> _T | None:
     manager = getattr(host.get_network(), "transport_manager", None)
     if manager is None:
         return None
-    return next((t for t in manager.get_transports() if isinstance(t, WebRTCDirect)), None)
+    return next((t for t in manager.get_transports() if isinstance(t, kind)), None)
+
+
+def webrtc_direct_of(host: IHost) -> WebRTCDirect | None:
+    """The host's WebRTC-Direct transport (ucsdk's), when it has one."""
+    return _transport_of_type(host, WebRTCDirect)
 
 
 def webtransport_of(host: IHost) -> WebTransportTransport | None:
     """The host's WebTransport transport (ucsdk's), when it has one."""
-    network: Any = host.get_network()
-    manager = getattr(network, "transport_manager", None)
-    if manager is None:
-        return None
-    return next((t for t in manager.get_transports() if isinstance(t, WebTransportTransport)), None)
+    return _transport_of_type(host, WebTransportTransport)
 
 
 # How often a finished inbound connection's handler notices that its socket is closed.

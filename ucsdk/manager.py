@@ -309,7 +309,10 @@ class UniversalConnectivityManager(Service):
         if cfg.enable_webrtc:
             webrtc = WebRTCPrivate(
                 host,
-                webrtc_certificate(host.get_private_key().to_bytes()),
+                # The same key-derived certificate as WebRTC-Direct's (derived once).
+                self.webrtc_direct.certificate
+                if self.webrtc_direct is not None
+                else webrtc_certificate(host.get_private_key().to_bytes()),
                 stun_servers=cfg.stun_servers,
                 allow_private=cfg.dcutr_allow_private,
                 timeout=max(10.0, cfg.connection_timeout),

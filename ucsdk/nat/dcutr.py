@@ -64,7 +64,7 @@ from libp2p.peer.id import ID
 from ucsdk import errors
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
-from ucsdk.addresses import scope_of
+from ucsdk.addresses import punch_target_allowed
 from ucsdk.nat._conn import close_quietly, connection_of, is_relayed
 from ucsdk.proto import HolePunch
 
@@ -384,8 +384,7 @@ class DCUtR(Service):
             except Exception:
                 self.dropped["malformed_addr"] += 1
                 continue
-            scope = scope_of(addr)
-            if scope == "public" or (self.allow_private and scope in ("loopback", "private")):
+            if punch_target_allowed(addr, self.allow_private):
                 out.append(addr)
             else:
                 self.dropped["address_refused"] += 1

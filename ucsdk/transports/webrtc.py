@@ -44,7 +44,7 @@ from libp2p.custom_types import THandler
 from libp2p.transport.webrtc.certificate import WebRTCCertificate
 from libp2p.transport.webrtc.config import WebRTCTransportConfig
 from libp2p.transport.webrtc.exceptions import WebRTCConnectionError
-from libp2p.transport.webrtc.listener import WebRTCDirectListener
+from libp2p.transport.webrtc.listener import WebRTCDirectListener, _FirstContactLimiter
 from libp2p.transport.webrtc.sdp import parse_direct_username
 from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 from multiaddr import Multiaddr
@@ -157,27 +157,6 @@ def _watch_peer_connections() -> None:
 _watch_peer_connections()
 
 
-class _Bucket:
-    """First contacts per source IP: a token bucket per IP, the table bounded (oldest
-    source forgotten first)."""
-
-    def __init__(self, limits: WebRTCDirectLimits) -> None:
-        self._limits = limits
-        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
-
-    def allow(self, ip: str, now: float) -> bool:
-        burst = float(self._limits.first_contacts_burst)
-        tokens, last = self._buckets.pop(ip, (burst, now))
-        tokens = min(burst, tokens + (now - last) * self._limits.first_contacts_per_second)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        while len(self._buckets) >= self._limits.max_sources:
-            self._buckets.popitem(last=False)
-        self._buckets[ip] = (tokens, now)
-        return allowed
-
-
 _INBOUND_FROM: contextvars.ContextVar[Multiaddr | None] = contextvars.ContextVar(
     "webrtc_inbound_from", default=None
 )
@@ -220,7 +199,11 @@ class _Listener(WebRTCDirectListener):
         super().__init__(handler_function=with_remote, **kwargs)
         self._refused = refused
         self._versions = versions
-        self._bucket = _Bucket(limits)
+        # py-libp2p's per-IP token bucket (looked up before parsing, table bounded), with
+        # ucsdk's figures; consulted here so that its refusals are counted.
+        self._bucket = _FirstContactLimiter(
+            limits.first_contacts_burst, limits.first_contacts_per_second, limits.max_sources
+        )
         self._sources: collections.OrderedDict[str, tuple[str, int]] = collections.OrderedDict()
         self._first_contact_limiter = _AllowAll()  # type: ignore[assignment]
 
@@ -270,7 +253,8 @@ class _Listener(WebRTCDirectListener):
     def _on_unknown_stun(self, username: str, data: bytes, addr: tuple[str, int]) -> None:
         # Runs on the bridge's asyncio thread for each binding request with a ufrag no
         # connection has. Each refusal is counted here; py-libp2p repeats the checks but
-        # only logs at debug. Its own rate limiter is replaced by one that allows all.
+        # only logs at debug. Its own call of the rate limiter is made to allow all (the
+        # bucket was consulted here, once).
         if self._closed:
             return
         if not self._bucket.allow(addr[0], time.monotonic()):

@@ -56,7 +56,7 @@ from multiaddr import Multiaddr
 
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, close_quietly, read_delimited, write_delimited
-from ucsdk.addresses import scope_of
+from ucsdk.addresses import punch_target_allowed
 
 logger = logging.getLogger("UniversalConnectivity")
 
@@ -391,8 +391,8 @@ class WebRTCPrivate(Service):
         if protocol != "udp":
             self.dropped["candidate_not_udp"] += 1
             return False
-        scope = scope_of(f"/ip6/{ip}/udp/{port}" if ":" in ip else f"/ip4/{ip}/udp/{port}")
-        if scope != "public" and not (self.allow_private and scope in ("loopback", "private")):
+        addr = f"/ip6/{ip}/udp/{port}" if ":" in ip else f"/ip4/{ip}/udp/{port}"
+        if not punch_target_allowed(addr, self.allow_private):
             self.dropped["candidate_refused"] += 1
             return False
         session.remote_candidates += 1
