@@ -73,6 +73,52 @@ def test_a_relayed_connection_becomes_a_webrtc_one(trio_of_nodes: Any) -> None:
     assert not _dropped(a) and not _dropped(b), (_dropped(a), _dropped(b))
 
 
+def test_a_hang_up_is_noticed_at_once_and_streams_open_both_ways(trio_of_nodes: Any) -> None:
+    """The side that did not hang up drops the connection when the peer's DTLS close
+    arrives (it used to keep it until ICE consent failed, ~30 s, and opened streams on it
+    that nobody answered); and each new connection carries streams in both directions."""
+    relay, a, b = trio_of_nodes
+    addr = _webrtc_addr(relay, b)
+    for _ in range(3):
+        a.connect(addr)
+        assert wait_for(lambda: len(_webrtc_rows(b, a.peer_id)) == 1, 10), b.connections()
+        assert len(a.ping(b.peer_id, count=2)) == 2
+        assert len(b.ping(a.peer_id, count=2)) == 2
+        a.disconnect(b.peer_id)
+        assert wait_for(lambda: len(_webrtc_rows(b, a.peer_id)) == 0, 5), b.connections()
+
+
+def test_bytes_sent_while_a_channel_opens_reach_the_stream() -> None:
+    """A peer may answer on a new data channel the moment it opens (a multistream
+    listener sends its header at once). Those bytes arrive on the bridge thread, possibly
+    before the opener's trio side resumes: the stream is registered before its channel is
+    created, so they are not dropped as "for an unknown channel"."""
+    import trio
+    from libp2p.peer.id import ID
+    from libp2p.transport.webrtc._asyncio_bridge import AsyncioBridge
+    from libp2p.transport.webrtc.connection import WebRTCConnection
+    from libp2p.transport.webrtc.pb.webrtc_pb2 import Message
+
+    import ucsdk.transports.webrtc  # noqa: F401  (ucsdk's fixes to py-libp2p's connection)
+
+    answer = Message(message=b"/multistream/1.0.0\n")
+    framed = encode_uvarint(answer.ByteSize()) + answer.SerializeToString()
+
+    async def main() -> bytes:
+        async with AsyncioBridge() as bridge:
+            conn = WebRTCConnection(ID(b"\x00\x01\x00"), bridge, is_initiator=True)
+
+            async def create_channel(channel_id: int, label: str) -> None:
+                conn.on_channel_message(channel_id, framed)  # the peer's answer, at once
+
+            conn._create_channel_cb = create_channel
+            stream = await conn.open_stream()
+            with trio.fail_after(5):
+                return bytes(await stream.read(len(answer.message)))
+
+    assert trio.run(main) == answer.message
+
+
 def test_webrtc_needs_the_service_and_a_relay(trio_of_nodes: Any) -> None:
     relay, _, b = trio_of_nodes
     addr = _webrtc_addr(relay, b)

@@ -115,20 +115,31 @@ def _close_when_the_peer_goes(pc: Any, conn: Any) -> None:
                 trio.lowlevel.spawn_system_task, _close_quietly, conn, trio_token=token
             )
 
-    @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
-    def _pc_state() -> None:
-        if pc.connectionState in ("closed", "failed"):
-            close_conn()
+    watched: list[Any] = []
 
-    # A peer that closes sends DTLS close_notify: aiortc closes the DTLS transport but does
-    # not change the peer connection's state, so watch the DTLS transport as well.
-    dtls = getattr(getattr(pc, "sctp", None), "transport", None)
-    if dtls is not None:
+    def watch_dtls() -> None:
+        # A peer that closes sends DTLS close_notify: aiortc closes the DTLS transport but
+        # does not change the peer connection's state, so watch the DTLS transport as well.
+        # It exists only once the peer connection has a data-channel section (``/webrtc``
+        # wires before its offer or answer): watched from the first state change after.
+        dtls = getattr(getattr(pc, "sctp", None), "transport", None)
+        if dtls is None or watched:
+            return
+        watched.append(dtls)
 
         @dtls.on("statechange")  # type: ignore[untyped-decorator]
         def _dtls_state() -> None:
             if str(getattr(dtls, "state", "")) in ("closed", "failed"):
                 close_conn()
+
+    @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+    def _pc_state() -> None:
+        if pc.connectionState in ("closed", "failed"):
+            close_conn()
+        else:
+            watch_dtls()
+
+    watch_dtls()
 
 
 async def _close_quietly(conn: Any) -> None:
@@ -155,6 +166,45 @@ def _watch_peer_connections() -> None:
 
 
 _watch_peer_connections()
+
+
+def _register_streams_before_opening() -> None:
+    """Make an outbound WebRTC stream able to receive from the moment its data channel
+    exists. py-libp2p 0.8.1 creates the channel (on the bridge's asyncio thread) and only
+    then, back on trio, registers the stream; a peer that writes as soon as the channel
+    opens (a multistream listener sends its header at once) can land in between, and its
+    bytes are dropped as "for unknown channel". The opener then waits for an answer that
+    never comes (seen: 2 in 28 stream opens failing after 10 s on a loaded machine)."""
+    from libp2p.transport.webrtc.connection import WebRTCConnection
+    from libp2p.transport.webrtc.exceptions import WebRTCStreamError
+    from libp2p.transport.webrtc.stream import WebRTCStream
+
+    if getattr(WebRTCConnection.open_stream, "_ucsdk_registers_first", False):
+        return
+
+    async def open_stream(self: Any) -> Any:
+        if self._closed:
+            raise WebRTCStreamError("Connection is closed")
+        channel_id = self._allocate_outbound_id()
+        stream = WebRTCStream(
+            connection=self, channel_id=channel_id, is_initiator=True, trio_token=self._trio_token
+        )
+        stream._send_callback = self._make_send_callback(channel_id)
+        with self._streams_lock:
+            self._streams[channel_id] = stream
+        if self._create_channel_cb is not None:
+            try:
+                await self._bridge.run_coro(self._create_channel_cb(channel_id, ""))
+            except Exception as exc:
+                self.remove_stream(channel_id)
+                raise WebRTCStreamError(f"could not open data channel {channel_id}: {exc}") from exc
+        return stream
+
+    open_stream._ucsdk_registers_first = True  # type: ignore[attr-defined]
+    WebRTCConnection.open_stream = open_stream  # type: ignore[method-assign]
+
+
+_register_streams_before_opening()
 
 
 _INBOUND_FROM: contextvars.ContextVar[Multiaddr | None] = contextvars.ContextVar(

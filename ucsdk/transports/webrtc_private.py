@@ -57,6 +57,7 @@ from multiaddr import Multiaddr
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, close_quietly, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
+from ucsdk.transports import webrtc as _webrtc  # noqa: F401  (its fixes to py-libp2p's WebRTC)
 
 logger = logging.getLogger("UniversalConnectivity")
 
