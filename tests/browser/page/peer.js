@@ -163,7 +163,9 @@ async function start () {
   if (node != null) return node.peerId.toString()
   node = await createLibp2p({
     addresses: { listen: [] },
-    transports: [webSockets(), webTransport(), webRTCDirect()],
+    // No ICE servers: @libp2p/webrtc's default is four public STUN servers, and this page
+    // may only reach the nodes its test started.
+    transports: [webSockets(), webTransport(), webRTCDirect({ rtcConfiguration: { iceServers: [] } })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: { denyDialMultiaddr: () => false }, // loopback and private addresses too
