@@ -193,6 +193,7 @@ def test_public_names() -> None:
         "HolePunch",
         "HopMessage",
         "Peer",
+        "SignalingMessage",
         "StopMessage",
         "Voucher",
     ]
@@ -260,3 +261,14 @@ def test_loads_beside_py_libp2p_messages() -> None:
         "import ucsdk.proto"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_webrtc_offer_carries_its_type_on_the_wire() -> None:
+    """SDP_OFFER is 0, and the spec's ``optional`` puts it on the wire even so: js-libp2p
+    refuses an offer without it ("expected message type SDP_OFFER, received: undefined"),
+    which is what py-libp2p 0.8.1's signalling message sends."""
+    offer = proto.SignalingMessage(type=proto.SignalingMessage.SDP_OFFER, data=b"v=0")
+    assert offer.SerializeToString() == b"\x08\x00\x12\x03v=0"
+    untyped = proto.SignalingMessage.FromString(b"\x12\x03v=0")
+    assert not untyped.HasField("type")
+    assert proto.SignalingMessage.FromString(b"\x08\x07\x12\x02\xff\xfe").type == 7  # parses

@@ -15,7 +15,12 @@ topics. What it changes in py-libp2p 0.8.1's ``Pubsub``:
   them, instead of py-libp2p's 32-slot queue that drops the rest silently;
 - the per-peer outbound queues hold :data:`OUTBOUND_QUEUE_SIZE` RPCs, and what they refuse
   is counted (``outbound_dropped``), not only logged; :meth:`CheckedPubsub.publish_message`
-  waits for room (back-pressure) rather than drop, and returns the message.
+  waits for room (back-pressure) rather than drop, and returns the message;
+- a peer's subscriptions stay while the stream it announced them on lives: py-libp2p
+  forgot them when *our* stream to the peer failed, and the peer (whose stream was fine)
+  never sent them again, so its topics looked empty for good. Seen with js-libp2p dialling
+  over ``/webrtc``: our first stream went over the relayed connection, which js refuses
+  for pubsub.
 
 Example:
     >>> msg = rpc_pb2.Message(seqno=(42).to_bytes(8, "big"), from_id=b"x", data=b"hi")
@@ -141,6 +146,8 @@ class CheckedPubsub(Pubsub):
         self.deliver: dict[str, Callable[[ID, Any], None]] = {}
         self.outbound_queue_size = outbound_queue_size
         self.outbound_dropped = 0
+        self._reading: dict[ID, int] = {}
+        """Per peer, its streams to us being read (where its subscriptions came from)."""
         self._forwarders: dict[int, ID] = {}
         self._write_locks: dict[ID, trio.Lock] = {}
         """One per peer with a stream: the sending loop's batched writes and py-libp2p's
@@ -202,7 +209,14 @@ class CheckedPubsub(Pubsub):
     async def continuously_read_stream(self, stream: Any) -> None:
         # py-libp2p reads each RPC's length prefix a byte at a time, every read a trip
         # through yamux (and a window update): read ahead instead.
-        await super().continuously_read_stream(ReadAhead(stream))  # type: ignore[arg-type]
+        peer_id = stream.muxed_conn.peer_id
+        self._reading[peer_id] = self._reading.get(peer_id, 0) + 1
+        try:
+            await super().continuously_read_stream(ReadAhead(stream))  # type: ignore[arg-type]
+        finally:
+            left = self._reading.pop(peer_id, 1) - 1
+            if left > 0:
+                self._reading[peer_id] = left
 
     def _write_lock(self, peer_id: ID) -> trio.Lock:
         lock = self._write_locks.get(peer_id)
@@ -211,7 +225,16 @@ class CheckedPubsub(Pubsub):
         return lock
 
     def _handle_dead_peer(self, peer_id: ID) -> None:
+        # Our stream to the peer ended; while the peer's stream to us is still read and it
+        # is connected, what it subscribed to still holds (py-libp2p reopens our stream).
+        keep = self._reading.get(peer_id, 0) > 0 and self._peer_is_connected(peer_id)
+        topics = [t for t, peers in self.peer_topics.items() if peer_id in peers] if keep else []
+        count = self._peer_subscription_count.get(peer_id)
         super()._handle_dead_peer(peer_id)
+        for topic in topics:
+            self.peer_topics.setdefault(topic, set()).add(peer_id)
+        if topics and count is not None:
+            self._peer_subscription_count[peer_id] = count
         if peer_id not in self.peers:
             self._write_locks.pop(peer_id, None)
 

@@ -82,8 +82,11 @@ class UcJsPeer:
         discovery_interval_ms: int = 1000,
         timeout: float = 30,
         webrtc_direct: bool = False,
+        webrtc_via: str | None = None,
     ) -> None:
         extra = ["--webrtc-direct"] if webrtc_direct else []
+        if webrtc_via is not None:  # reserve on this relay; take and make /webrtc dials
+            extra += ["--webrtc-via", webrtc_via]
         self.proc = subprocess.Popen(
             ["node", "uc-peer.mjs", "--discovery-interval", str(discovery_interval_ms), *extra],
             cwd=js_dir,

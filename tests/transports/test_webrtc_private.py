@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from libp2p.transport.webrtc.signaling_pb.signaling_pb2 import SignalingMessage
 
 import ucsdk
 from tests._util import echo_round_trip, wait_for
 from ucsdk._wire import encode_uvarint
+from ucsdk.proto import SignalingMessage
 from ucsdk.transports.webrtc_private import SIGNALING_PROTOCOL
 
 QUIET = {"enable_mdns": False, "enable_dht_discovery": False, "enable_autonat": False}
@@ -25,7 +25,7 @@ WEBRTC = {**QUIET, "enable_webrtc": True, "enable_dcutr": False, "connection_tim
 
 
 def _frame(kind: int, data: str) -> bytes:
-    body = SignalingMessage(type=kind, data=data.encode()).SerializeToString()  # type: ignore[arg-type]
+    body = SignalingMessage(type=kind, data=data.encode()).SerializeToString()
     return encode_uvarint(len(body)) + body
 
 

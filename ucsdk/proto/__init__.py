@@ -27,6 +27,7 @@ from ucsdk.proto.direct_message_pb2 import DirectMessageRequest, DirectMessageRe
 from ucsdk.proto.envelope_pb2 import Envelope
 from ucsdk.proto.holepunch_pb2 import HolePunch
 from ucsdk.proto.peer_discovery_pb2 import Peer
+from ucsdk.proto.webrtc_signaling_pb2 import Message as SignalingMessage
 
 __all__ = [
     "AutoNATMessage",
@@ -36,6 +37,7 @@ __all__ = [
     "HolePunch",
     "HopMessage",
     "Peer",
+    "SignalingMessage",
     "StopMessage",
     "Voucher",
 ]

@@ -51,12 +51,12 @@ from libp2p.transport.webrtc._asyncio_bridge import AsyncioBridge
 from libp2p.transport.webrtc.certificate import WebRTCCertificate
 from libp2p.transport.webrtc.config import WebRTCTransportConfig
 from libp2p.transport.webrtc.connection import WebRTCConnection
-from libp2p.transport.webrtc.signaling_pb.signaling_pb2 import SignalingMessage
 from multiaddr import Multiaddr
 
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, close_quietly, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
+from ucsdk.proto import SignalingMessage
 from ucsdk.transports import webrtc as _webrtc  # noqa: F401  (its fixes to py-libp2p's WebRTC)
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -97,7 +97,7 @@ async def _read_message(stream: INetStream) -> SignalingMessage:
 
 
 async def _write_message(stream: INetStream, kind: int, data: str) -> None:
-    body = SignalingMessage(type=kind, data=data.encode()).SerializeToString()  # type: ignore[arg-type]
+    body = SignalingMessage(type=kind, data=data.encode()).SerializeToString()
     await write_delimited(stream, body)
 
 
@@ -297,8 +297,11 @@ class WebRTCPrivate(Service):
                 await _write_message(
                     stream, SignalingMessage.SDP_ANSWER, await bridge.run_coro(answer_it())
                 )
-            # Our candidates are in our description; the end of them, as js-libp2p marks it.
-            await _write_message(stream, SignalingMessage.ICE_CANDIDATE, "")
+            # Our candidates are in our description; then the end of them, JSON null (the
+            # browser's null candidate). Not an empty string: js-libp2p parses each message
+            # as JSON, and "" would end its reading with an error and close the stream
+            # before its own candidates are through.
+            await _write_message(stream, SignalingMessage.ICE_CANDIDATE, "null")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._take_candidates, stream, pc, bridge, session)
                 await bridge.run_coro(wait_for_connected(pc, timeout=self.timeout))
@@ -349,6 +352,8 @@ class WebRTCPrivate(Service):
     async def _expect(self, stream: INetStream, kind: int) -> str:
         while True:
             msg = await _read_message(stream)
+            if not msg.HasField("type"):  # would read as SDP_OFFER (0)
+                raise _Refused("unexpected_message", "a message without a type")
             if msg.type == kind:
                 return bytes(msg.data).decode("utf-8", "replace")
             if msg.type != SignalingMessage.ICE_CANDIDATE:
@@ -368,7 +373,9 @@ class WebRTCPrivate(Service):
             except (FramingError, Exception):
                 return  # the stream ended: the description had them all
             text = bytes(msg.data).decode("utf-8", "replace")
-            if msg.type != SignalingMessage.ICE_CANDIDATE or text in ("", "null"):
+            if not msg.HasField("type") or msg.type != SignalingMessage.ICE_CANDIDATE:
+                return
+            if text in ("", "null", '""'):
                 return
             line = _candidate_of_json(text)
             if line is None or not self._allowed(line, session):

@@ -20,9 +20,14 @@
 // Each command may carry "id": it comes back in the answer {"event":"done"|"error","id":..}.
 // Events: ready {peer, addrs}; message {topic, from, type, text, b64?, seqno};
 // dm {from, text, type}; discovered {peer, addrs}; connected/disconnected {peer}.
-// Usage: node uc-peer.mjs [--discovery-interval MS] [--webrtc-direct]
+// Usage: node uc-peer.mjs [--discovery-interval MS] [--webrtc-direct] [--webrtc-via RELAY]
 //   --webrtc-direct: also listen and dial on WebRTC-Direct (@libp2p/webrtc, node-datachannel),
 //   as the app's server peers do.
+//   --webrtc-via RELAY: private-to-private WebRTC (/webrtc) as the app's peers behind NAT do:
+//   reserve a slot on the relay at RELAY (circuit relay v2) and take /webrtc dials through
+//   it; dial <circuit>/webrtc/p2p/<peer> addresses too.
+// No ICE servers: @libp2p/webrtc's default is four public STUN servers, and this peer may
+// only reach the nodes its test started.
 if (!Promise.withResolvers) {
   // Node 20 lacks it; libp2p 3 uses it.
   Promise.withResolvers = function () {
@@ -35,7 +40,8 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
-import { webRTCDirect } from '@libp2p/webrtc'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -57,6 +63,9 @@ const MAX_FILE = 64 * 1024 * 1024
 const argIndex = process.argv.indexOf('--discovery-interval')
 const discoveryInterval = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 10_000
 const withWebRTCDirect = process.argv.includes('--webrtc-direct')
+const viaIndex = process.argv.indexOf('--webrtc-via')
+const webrtcVia = viaIndex > 0 ? process.argv[viaIndex + 1] : null
+const rtcConfiguration = { iceServers: [] }
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
 // The app's message id: the raw sha256 digest of the decimal text of the sequence number.
@@ -144,9 +153,17 @@ function decodeResponse (bytes) {
 // --- the node ----------------------------------------------------------------------------
 const node = await createLibp2p({
   addresses: {
-    listen: ['/ip4/127.0.0.1/tcp/0', ...(withWebRTCDirect ? ['/ip4/127.0.0.1/udp/0/webrtc-direct'] : [])]
+    listen: [
+      '/ip4/127.0.0.1/tcp/0',
+      ...(withWebRTCDirect ? ['/ip4/127.0.0.1/udp/0/webrtc-direct'] : []),
+      ...(webrtcVia != null ? [`${webrtcVia}/p2p-circuit`, '/webrtc'] : [])
+    ]
   },
-  transports: [tcp(), ...(withWebRTCDirect ? [webRTCDirect()] : [])],
+  transports: [
+    tcp(),
+    ...(withWebRTCDirect ? [webRTCDirect({ rtcConfiguration })] : []),
+    ...(webrtcVia != null ? [circuitRelayTransport(), webRTC({ rtcConfiguration })] : [])
+  ],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   connectionGater: { denyDialMultiaddr: async () => false },
