@@ -135,8 +135,10 @@ class BrowserPeer:
         timeout: float = 30,
         viewport: tuple[int, int] = (1100, 800),
         chromium_args: Sequence[str] = (),
+        ice_servers: Sequence[str] = (),
     ) -> None:
         self.timeout = timeout
+        self._ice_servers = list(ice_servers)  # STUN URLs for /webrtc (none by default)
         self._chromium_args = [*CHROMIUM_ARGS, *chromium_args]
         self.console: list[str] = []
         """The page's console lines and uncaught errors (``pageerror: ...``)."""
@@ -171,7 +173,7 @@ class BrowserPeer:
         self._page = page
         page.goto(self.url)
         page.wait_for_function("() => window.ucPeer !== undefined")
-        self.peer_id: str = self.call("start")
+        self.peer_id: str = self.call("start", {"iceServers": self._ice_servers})
 
     def _keep(self, line: str) -> None:
         self.console.append(line)

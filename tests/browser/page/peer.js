@@ -2,7 +2,7 @@
 // A js-libp2p browser peer for ucsdk's browser tests, driven through Playwright
 // (tests/browser/_browser_peer.py). Dial-only (no listen addresses): WebSocket and
 // WebTransport and WebRTC-Direct (v1 as js-libp2p dials it, or v2: see webRTCDirectV2 below),
-// Noise, Yamux, identify, ping, and GossipSub configured like the
+// and /webrtc through a relay (circuit relay v2), Noise, Yamux, identify, ping, and GossipSub configured like the
 // universal-connectivity app's peers (tests/interop/js/uc-peer.mjs): message id = sha256 of
 // the decimal seqno, allowPublishToZeroTopicPeers, ignoreDuplicatePublishError, StrictSign.
 // window.ucPeer: start, dial, ping, publish, messages, peers, connections, stop.
@@ -20,7 +20,8 @@ if (!Promise.withResolvers) {
 import { createLibp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
 import { webTransport } from '@libp2p/webtransport'
-import { webRTCDirect } from '@libp2p/webrtc'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -49,6 +50,8 @@ async function msgIdFn (msg) {
 
 /** @param {string} addr */
 function transportOf (addr) {
+  if (addr.includes('/p2p-circuit/webrtc')) return 'webrtc'
+  if (addr.includes('/p2p-circuit')) return 'relay'
   if (addr.includes('/webtransport')) return 'webtransport'
   if (addr.includes('/ws') || addr.includes('/wss') || addr.includes('/tls/ws')) return 'websocket'
   if (addr.includes('/webrtc-direct')) return 'webrtc-direct'
@@ -159,13 +162,22 @@ function refresh () {
   showList('chat', chat)
 }
 
-async function start () {
+/** @param {{iceServers?: string[]}} [options] iceServers: STUN URLs for /webrtc (none by
+ * default: @libp2p/webrtc's default is four public STUN servers, and this page may only
+ * reach the nodes its test started) */
+async function start (options = {}) {
   if (node != null) return node.peerId.toString()
+  const iceServers = (options.iceServers ?? []).map((urls) => ({ urls }))
   node = await createLibp2p({
     addresses: { listen: [] },
     // No ICE servers: @libp2p/webrtc's default is four public STUN servers, and this page
     // may only reach the nodes its test started.
-    transports: [webSockets(), webTransport(), webRTCDirect({ rtcConfiguration: { iceServers: [] } })],
+    // /webrtc (private to private) goes through a relay: circuit relay v2 for the relayed
+    // connection that carries the signalling.
+    transports: [
+      webSockets(), webTransport(), webRTCDirect({ rtcConfiguration: { iceServers: [] } }),
+      circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })
+    ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: { denyDialMultiaddr: () => false }, // loopback and private addresses too
