@@ -108,7 +108,7 @@ class TopicInfo:
     """One row of ``node.topics()``: a topic this node knows of and its counters.
 
     ``mesh_peers`` are the peers GossipSub forwards to; ``known_peers`` every peer
-    that said it is subscribed.
+    that said it is subscribed and that a message can reach now (our stream to it open).
     """
 
     topic: str
@@ -465,7 +465,7 @@ class PubsubService(Service):
                     subscribed=entry is not None
                     or (pubsub is not None and name in pubsub.topic_ids),
                     mesh_peers=len(mesh.get(name, ())),
-                    known_peers=len(pubsub.peer_topics.get(name, ())) if pubsub else 0,
+                    known_peers=_reachable(pubsub, name),
                     received=counts["received"],
                     published=counts["published"],
                     rejected=counts["rejected"],
@@ -488,5 +488,13 @@ class PubsubService(Service):
 
 
 AsyncCallback = Callable[[Message], Awaitable[Any]]
+
+
+def _reachable(pubsub: Any, topic: str) -> int:
+    """Peers subscribed to ``topic`` that a message can go to now: ones with our stream
+    open (a peer's subscriptions outlive our stream to it while it is reopened)."""
+    if pubsub is None:
+        return 0
+    return sum(1 for peer in pubsub.peer_topics.get(topic, ()) if peer in pubsub.peers)
 
 __all__ = ["Message", "PubsubService", "TopicInfo", "Verdict", "check_topic"]
