@@ -497,4 +497,5 @@ def _reachable(pubsub: Any, topic: str) -> int:
         return 0
     return sum(1 for peer in pubsub.peer_topics.get(topic, ()) if peer in pubsub.peers)
 
+
 __all__ = ["Message", "PubsubService", "TopicInfo", "Verdict", "check_topic"]
