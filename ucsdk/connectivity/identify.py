@@ -58,13 +58,13 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
+from ucsdk._conn import close_quietly, connection_of
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.connectivity.addressbook import AddressBook
 from ucsdk.connectivity.connections import ConnectionTracker, OpenConnection
 from ucsdk.connectivity.peertable import PeerTable
 from ucsdk.connectivity.recorder import Recorder
-from ucsdk.nat._conn import close_quietly, connection_of
 from ucsdk.peers import PeerRecord
 from ucsdk.protocols import IDENTIFY_MAX_SIZE, IDENTIFY_PROTOCOL, query_identify
 

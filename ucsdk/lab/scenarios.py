@@ -417,9 +417,7 @@ def _webrtc_trial(
     except errors.UcsdkError as exc:
         row.update(outcome="failed", attempts=1, reason=str(exc).split(": ")[-1][:200])
     else:
-        conns = dialer.node.connections()
-        mine = conns[(conns["peer_id"] == peer) & (conns["transport"] == "webrtc")]
-        ok = bool(len(mine))
+        ok = _has_webrtc(dialer, target)
         row.update(outcome="success" if ok else "no_webrtc_connection", success=ok, attempts=1)
         if ok:
             row["time_to_direct_ms"] = (time.monotonic() - started) * 1000

@@ -59,10 +59,10 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import ip_group
-from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import AutoNATMessage
 
 logger = logging.getLogger("UniversalConnectivity.autonat")

@@ -62,10 +62,10 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 
 from ucsdk import errors
+from ucsdk._conn import close_quietly, connection_of, is_relayed
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
-from ucsdk.nat._conn import close_quietly, connection_of, is_relayed
 from ucsdk.proto import HolePunch
 
 logger = logging.getLogger("UniversalConnectivity.dcutr")

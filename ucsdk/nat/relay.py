@@ -47,9 +47,9 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk import errors
+from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, encode_uvarint, read_delimited, write_delimited
-from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
 from ucsdk.protocols import ping_rtts
 

@@ -49,6 +49,7 @@ from libp2p.transport.webrtc.sdp import parse_direct_username
 from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 from multiaddr import Multiaddr
 
+from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.transports.certs import derive_key, self_signed
 
@@ -99,6 +100,11 @@ def webrtc_certificate(seed: bytes) -> WebRTCCertificate:
     return certificate
 
 
+CLOSE_TIMEOUT = 15.0
+"""Seconds a WebRTC connection whose peer went away gets to close (py-libp2p's peer
+connection close waits up to 5 s, then aborts its ICE transports and waits 5 s more)."""
+
+
 def _close_when_the_peer_goes(pc: Any, conn: Any) -> None:
     """Close ``conn`` (on its trio loop) when ``pc`` ends: DTLS closed by the peer, or ICE
     failed (consent checks unanswered). py-libp2p 0.8.1 watches the peer connection's state
@@ -112,7 +118,11 @@ def _close_when_the_peer_goes(pc: Any, conn: Any) -> None:
         # Not awaited here: closing goes through this same asyncio loop.
         with contextlib.suppress(trio.RunFinishedError, RuntimeError):
             trio.from_thread.run_sync(
-                trio.lowlevel.spawn_system_task, _close_quietly, conn, trio_token=token
+                trio.lowlevel.spawn_system_task,
+                close_quietly,
+                conn,
+                CLOSE_TIMEOUT,
+                trio_token=token,
             )
 
     watched: list[Any] = []
@@ -140,11 +150,6 @@ def _close_when_the_peer_goes(pc: Any, conn: Any) -> None:
             watch_dtls()
 
     watch_dtls()
-
-
-async def _close_quietly(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        await conn.close()
 
 
 def _watch_peer_connections() -> None:

@@ -53,6 +53,7 @@ from libp2p.transport.webrtc.config import WebRTCTransportConfig
 from libp2p.transport.webrtc.connection import WebRTCConnection
 from multiaddr import Multiaddr
 
+from ucsdk._conn import is_relayed
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, close_quietly, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
@@ -344,9 +345,7 @@ class WebRTCPrivate(Service):
         if direct.is_closed or self.host is None:
             return
         for conn in list(self.host.get_network().connections.get(peer, [])):
-            if "RELAY" in str(conn.get_connection_type()).upper() or any(
-                "/p2p-circuit" in str(a) for a in conn.get_transport_addresses()
-            ):
+            if is_relayed(conn):
                 await close_quietly(conn, 3)
 
     async def _expect(self, stream: INetStream, kind: int) -> str:
@@ -370,8 +369,8 @@ class WebRTCPrivate(Service):
         while True:
             try:
                 msg = await _read_message(stream)
-            except (FramingError, Exception):
-                return  # the stream ended: the description had them all
+            except Exception:
+                return  # the stream ended (or framing broke): the description had them all
             text = bytes(msg.data).decode("utf-8", "replace")
             if not msg.HasField("type") or msg.type != SignalingMessage.ICE_CANDIDATE:
                 return

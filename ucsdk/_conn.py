@@ -1,5 +1,6 @@
-"""What the NAT services ask of a py-libp2p connection: which one a stream runs on, where
-its far end is, and whether it goes through a relay."""
+"""What services ask of a py-libp2p connection (the NAT services, the connectivity parts
+and the /webrtc transport): which one a stream runs on, where its far end is, and
+whether it goes through a relay."""
 
 from __future__ import annotations
 
