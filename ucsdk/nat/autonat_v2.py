@@ -40,10 +40,10 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
-from ucsdk.nat._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk.proto import autonat_v2_pb2 as pb
 
 logger = logging.getLogger("UniversalConnectivity.autonat2")
