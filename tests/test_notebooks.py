@@ -33,7 +33,7 @@ def _text(cell: nbformat.NotebookNode) -> str:
 def test_notebook_runs(
     path: Path, tmp_path: Path, jupyter_env: None, request: pytest.FixtureRequest
 ) -> None:
-    if "nat_traversal_lab" in path.name:  # notebook 03 builds a NAT lab
+    if "nat_traversal_lab" in path.name or "why_cant_i_reach" in path.name:  # NAT labs
         request.getfixturevalue("lab_required")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -52,6 +52,7 @@ def test_notebook_runs(
         "03_nat_traversal_lab.ipynb": _check_lab,
         "04_dashboard.ipynb": _check_dashboard,
         "05_chat.ipynb": _check_chat,
+        "06_why_cant_i_reach.ipynb": _check_why,
     }
     checks[path.name](notebook)
 
@@ -91,6 +92,31 @@ def _check_lab(notebook: nbformat.NotebookNode) -> None:
     assert "stopped)" in _text(cells["board.refresh()"])
     # bob's dashboard ended with the lab and shows its hole punches
     assert any("hole punches (DCUtR)" in v and "success" in v for v in _widget_values(notebook))
+
+
+def _check_why(notebook: nbformat.NotebookNode) -> None:
+    cells = _cells(notebook)
+    types = _text(cells["for h in peers:"])
+    for host, nat, judged in (
+        ("alice", "port_restricted", "endpoint_independent"),
+        ("bob", "port_restricted", "endpoint_independent"),
+        ("carol", "symmetric", "endpoint_dependent"),
+        ("fwd", "port_forwarded", "port_forwarded"),
+    ):
+        assert re.search(rf"{host}\s+{nat}\s+{judged}", types), types
+    assert "symmetric" in _text(cells["carol.node.nat_type()"])
+    reach = _text(cells['pd.concat([fwd.node.reachability().assign(host="fwd"),'])
+    assert "public" in reach and "private" in reach, reach
+    assert "reachable directly" in _text(
+        cells["d = alice.node.diagnose(bob.node.peer_id, probe=True, timeout=20)"]
+    )
+    assert "relay only" in _text(
+        cells["print(alice.node.diagnose(carol.node.peer_id, probe=True, timeout=20))"]
+    )
+    carol = _text(cells["print(carol.node.diagnose(alice.node.peer_id, probe=True, timeout=20))"])
+    assert "this node is behind a NAT that maps each destination" in carol, carol
+    table = _text(cells["def kind(verdict):"])
+    assert "False" not in table and "True" in table, table
 
 
 def _check_dashboard(notebook: nbformat.NotebookNode) -> None:

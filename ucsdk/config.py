@@ -212,6 +212,12 @@ class ConnectivityConfig:
     autonat_server_max_streams: int = 16
     autonat_server_max_streams_per_peer: int = 2
     autonat_server_read_timeout: float = 5.0
+    # AutoNAT v2 (per-address checks, nonce-verified dial-back): ask about each address
+    # (every autonat_query_interval, from autonat_boot_delay) and, with autonat_server,
+    # serve others. Private and loopback addresses are checked and dialled only with
+    # autonat_v2_allow_private (a lab or a LAN; never on the internet).
+    enable_autonat_v2: bool = True
+    autonat_v2_allow_private: bool = False
     # Callbacks
     on_peer_discovered: Callable[..., Any] | None = None
     on_connection_established: Callable[..., Any] | None = None
@@ -310,6 +316,7 @@ class ConnectivityConfig:
                 # Every server of a development setup is on loopback: one IP group.
                 autonat_min_groups=1,
                 dcutr_allow_private=True,
+                autonat_v2_allow_private=True,
                 auto_dial_max_per_ip=64,
                 # log_level stays unset: in a notebook, debug records would flood the
                 # cells. Pass log_level="DEBUG" for the seed's "enable all logging".
@@ -336,6 +343,8 @@ class ConnectivityConfig:
             "enable_pubsub",
             "enable_dht_discovery",
             "enable_autonat",
+            "enable_autonat_v2",
+            "autonat_v2_allow_private",
             "enable_relay_client",
             "enable_relay_server",
             "enable_dcutr",

@@ -173,6 +173,49 @@ def autonat_frame(reports: Iterable[Any]) -> pd.DataFrame:
     return _frame(rows, AUTONAT_COLUMNS, {"time": _TIME})
 
 
+REACHABILITY_COLUMNS = ("addr", "status", "confidence", "servers", "last_checked", "protocol")
+
+
+def reachability_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row for the node (AutoNAT v1, ``addr`` empty), then one per address AutoNAT v2
+    checked: ``public``, ``private`` or ``unknown``, and how many servers agree."""
+    return _frame(
+        rows,
+        REACHABILITY_COLUMNS,
+        {"last_checked": _TIME, "confidence": "int64", "servers": "int64"},
+    )
+
+
+AUTONAT_V2_COLUMNS = (
+    "time",
+    "server",
+    "asked",
+    "addr",
+    "response",
+    "dial",
+    "reachable",
+    "dial_data",
+)
+
+
+def autonat_v2_frame(checks: Iterable[Any]) -> pd.DataFrame:
+    """One row per AutoNAT v2 check (``ucsdk.nat.autonat_v2.Check``)."""
+    rows = (
+        {
+            "time": c.time,
+            "server": c.server,
+            "asked": c.asked,
+            "addr": c.addr,
+            "response": c.response,
+            "dial": c.dial,
+            "reachable": c.reachable,
+            "dial_data": c.dial_data,
+        }
+        for c in checks
+    )
+    return _frame(rows, AUTONAT_V2_COLUMNS, {"time": _TIME, "dial_data": "int64"})
+
+
 RESERVATION_COLUMNS = (
     "relay_peer_id",
     "circuit_addrs",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -44,10 +45,11 @@ from libp2p.peer.id import ID
 
 from ucsdk import errors
 from ucsdk._service import Service, ServiceHealth
-from ucsdk.addresses import AddressInfo, parse_multiaddr, parse_peer_id, split_p2p
-from ucsdk.config import ConnectivityConfig
+from ucsdk.addresses import AddressInfo, ip_of, parse_multiaddr, parse_peer_id, split_p2p
+from ucsdk.config import ConnectivityConfig, transport_of
 from ucsdk.connectivity.addressbook import AddressBook
 from ucsdk.connectivity.connections import ConnectionTracker
+from ucsdk.connectivity.diagnosis import Diagnosis, NatReport, classify_nat, diagnose_paths
 from ucsdk.connectivity.dialer import Dialer, dial_failure_reason
 from ucsdk.connectivity.identify import IdentifyService
 from ucsdk.connectivity.natcoord import NatCoordinator
@@ -67,6 +69,7 @@ from ucsdk.host import (
     GuardedStreams,
     disable_auto_dial,
     guard_stream_handlers,
+    interface_ipv4_addresses,
     webrtc_direct_of,
     webtransport_of,
 )
@@ -74,6 +77,7 @@ from ucsdk.messaging.pubsub import Message, PubsubService, TopicInfo
 from ucsdk.messaging.streams import Stream, StreamService, check_protocol
 from ucsdk.metrics import ConnectivityMetrics, Event, utcnow
 from ucsdk.nat.autonat import AutoNAT, AutoNATReport
+from ucsdk.nat.autonat_v2 import AutoNATv2, Check
 from ucsdk.nat.dcutr import DCUtR, HolePunchResult
 from ucsdk.nat.relay import CircuitRelayClient, CircuitRelayServer, Reservation
 from ucsdk.peers import ConnectionInfo, DialAttempt, DiscoveredPeer, PeerInfo, PeerRecord
@@ -95,6 +99,7 @@ _SERVICES = (
     ("dcutr", "dcutr"),
     ("webrtc", "webrtc_signaling"),
     ("autonat", "autonat"),
+    ("autonat_v2", "autonat_v2"),
     ("mdns", "mdns"),
 )
 
@@ -182,6 +187,7 @@ class UniversalConnectivityManager(Service):
         self.mdns: MDNSService | None = None
         self.dht: DHTDiscovery | None = None
         self.autonat: AutoNAT | None = None
+        self.autonat_v2: AutoNATv2 | None = None
         self.relay_client: CircuitRelayClient | None = None
         self.relay_server: CircuitRelayServer | None = None
         self.dcutr: DCUtR | None = None
@@ -337,6 +343,25 @@ class UniversalConnectivityManager(Service):
             )
             await supervisor.start("autonat", autonat)
             self.autonat = self.nat.autonat = autonat
+        if cfg.enable_autonat_v2:
+            autonat_v2 = AutoNATv2(
+                host,
+                serve=cfg.autonat_server,
+                allow_private=cfg.autonat_v2_allow_private,
+                dial_timeout=cfg.connection_timeout,
+                read_timeout=cfg.autonat_server_read_timeout,
+                max_streams=cfg.autonat_server_max_streams,
+                max_streams_per_peer=cfg.autonat_server_max_streams_per_peer,
+                check_interval=cfg.autonat_query_interval,
+                boot_delay=cfg.autonat_boot_delay,
+                min_agreement=cfg.autonat_min_agreement,
+                candidate_addrs=self.autonat_candidates,
+                # One dial-back host for both versions (its own identity and ports).
+                dial_back_host=self.autonat.dial_back_host if self.autonat else None,
+                on_check=self.nat.on_autonat_v2_check,
+            )
+            await supervisor.start("autonat_v2", autonat_v2)
+            self.autonat_v2 = self.nat.autonat_v2 = autonat_v2
         if cfg.enable_mdns:
             mdns = MDNSService(
                 host,
@@ -379,6 +404,7 @@ class UniversalConnectivityManager(Service):
         self.dialer.relay_client = None
         self.dialer.webrtc = None
         self.nat.autonat = self.nat.relay_client = self.nat.dcutr = None
+        self.nat.autonat_v2 = None
         self.connections.detach()
         self.addresses.uninstall()
 
@@ -594,6 +620,114 @@ class UniversalConnectivityManager(Service):
         """Every AutoNAT answer this node got: which server said what, and the verdict after."""
         return list(self.autonat.reports) if self.autonat is not None else []
 
+    def autonat_v2_checks(self) -> list[Check]:
+        """Every AutoNAT v2 check this node made (newest last)."""
+        return list(self.autonat_v2.checks) if self.autonat_v2 is not None else []
+
+    def reachability(self) -> list[dict[str, Any]]:
+        """Is each address reachable? One row for the node from AutoNAT v1 (``addr``
+        ``None``: v1 judges the node, not an address), then one per address AutoNAT v2
+        checked. Columns: ``addr``, ``status``, ``confidence``, ``servers``,
+        ``last_checked``, ``protocol``."""
+        rows: list[dict[str, Any]] = []
+        if self.autonat is not None:
+            counted = [r for r in self.autonat.reports if r.counted]
+            rows.append(
+                {
+                    "addr": None,
+                    "status": self.autonat.nat_status,
+                    "confidence": self.autonat.confidence,
+                    "servers": len({r.server for r in counted}),
+                    "last_checked": self.autonat.reports[-1].time if self.autonat.reports else None,
+                    "protocol": "v1",
+                }
+            )
+        if self.autonat_v2 is not None:
+            rows.extend(self.autonat_v2.reachability())
+        return rows
+
+    def nat_type(self) -> NatReport:
+        """The NAT this node is behind, read from what its peers see (identify's observed
+        addresses over QUIC) and what AutoNAT says; see :mod:`ucsdk.connectivity.diagnosis`."""
+        listen_ports: dict[str, int] = {}
+        for addr in self.addresses.listen_addrs():
+            kind, port = transport_of(addr), _port_of(addr)
+            if kind in ("tcp", "quic") and port is not None:
+                listen_ports.setdefault(kind, port)
+        evidence = []
+        for addr, observer, observer_ip, _at in self.addresses.observed.observations(
+            now=time.monotonic()
+        ):
+            kind, port, ip = transport_of(addr), _port_of(addr), ip_of(addr)
+            if kind in ("tcp", "quic") and port is not None and ip is not None:
+                evidence.append((kind, observer, observer_ip, ip, port, listen_ports.get(kind)))
+        return classify_nat(
+            evidence, own_ips=interface_ipv4_addresses(), reachable=self._reachable()
+        )
+
+    async def diagnose(
+        self, peer_id: str | ID, probe: bool = False, timeout: float = 15.0
+    ) -> Diagnosis:
+        """Why can (or can't) this node reach ``peer_id``? Each path (direct per address,
+        relayed per relay, DCUtR per transport, WebRTC), tried or not, how it ended and
+        why; then a verdict and what would help. ``probe`` dials the peer first (the dial
+        strategy, relay included) and waits, within ``timeout`` s, for the connection to
+        go direct or a hole punch to end. :class:`ucsdk.errors.PeerNotFound` for a peer
+        this node knows nothing of; :class:`ucsdk.errors.InvalidInput` for a malformed id.
+        """
+        pid = parse_peer_id(peer_id)
+        text = pid.to_base58()
+        if text == self.peers.local_peer_id:
+            raise errors.InvalidInput("peer_id", text, "another peer's id, not this node's")
+        if self.peers.get(text) is None and not self.connections.of_peer(text):
+            raise errors.PeerNotFound(text)
+        if probe:
+            punches_before = len(self.nat.hole_punches())
+            with trio.move_on_after(timeout):
+                try:
+                    await self.connect_peer(text, use_relay=True)
+                except errors.DialError:
+                    pass
+                else:
+                    while not any(
+                        not c.relayed for c in self.connections.of_peer(text)
+                    ) and not any(
+                        p.peer_id == text for p in self.nat.hole_punches()[punches_before:]
+                    ):
+                        await trio.sleep(0.1)
+        record = self.peers.get(text)
+        return diagnose_paths(
+            text,
+            known_addrs=list(record.multiaddrs) if record is not None else [],
+            attempts=self.dialer.attempts(),
+            hole_punches=self.nat.hole_punches(),
+            connections=self.connections.of_peer(text),
+            nat=self.nat_type(),
+        )
+
+    def _reachable(self) -> bool | None:
+        """AutoNAT's say: v2 reached an address (True) or none of them (False), else v1."""
+        v2 = self.autonat_v2.reachability() if self.autonat_v2 is not None else []
+        statuses = {row["status"] for row in v2}
+        if "public" in statuses:
+            return True
+        if statuses == {"private"}:
+            return False
+        status = self.autonat.nat_status if self.autonat is not None else "unknown"
+        return {"public": True, "private": False}.get(status)
+
+    async def check_reachability(self) -> list[dict[str, Any]]:
+        """Run an AutoNAT v2 round now (every candidate address with the connected
+        servers), then :meth:`reachability`."""
+        if self.autonat_v2 is None:
+            raise errors.ConfigError(
+                "enable_autonat_v2",
+                self.config.enable_autonat_v2,
+                "True to check addresses with AutoNAT v2",
+            )
+        await self.autonat_v2.check_all()
+        return self.reachability()
+
     async def probe_nat(self) -> list[AutoNATReport]:
         """Ask the connected AutoNAT servers now; their answers."""
         if self.autonat is None:
@@ -756,6 +890,15 @@ def _reason(exc: BaseException) -> str:
     """An exception as a reason: its type and first line."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _port_of(addr: str) -> int | None:
+    """The TCP or UDP port of a multiaddr string (``None`` if it has none)."""
+    parts = addr.split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part in ("tcp", "udp") and parts[index + 1].isdigit():
+            return int(parts[index + 1])
+    return None
 
 
 async def setup_universal_connectivity(

@@ -38,6 +38,7 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 
 from ucsdk import errors, frames
 from ucsdk.config import ConnectivityConfig
+from ucsdk.connectivity.diagnosis import Diagnosis, NatReport
 from ucsdk.diagnostics import ResourceUsage
 from ucsdk.host import build_host
 from ucsdk.identity import load_or_create_key_pair
@@ -552,6 +553,75 @@ class Node:
         """Ask the connected AutoNAT servers now; their answers (``autonat_reports`` rows)."""
         return frames.autonat_frame(self._call("probe NAT status", "probe_nat", timeout=timeout))
 
+    def reachability(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Is each of this node's addresses reachable from outside? ``REACHABILITY_COLUMNS``:
+        the first row is AutoNAT v1's verdict on the node (``addr`` empty, ``protocol``
+        ``"v1"``), then one row per address AutoNAT v2 checked (``"v2"``): ``status``
+        ``public``/``private``/``unknown``, ``confidence`` (servers agreeing, at most 3),
+        ``servers`` (verdicts), ``last_checked``.
+
+        >>> from ucsdk import Node
+        >>> with Node(preset="development", enable_mdns=False) as node:
+        ...     list(node.reachability().columns)
+        ['addr', 'status', 'confidence', 'servers', 'last_checked', 'protocol']
+        """
+        return frames.reachability_frame(
+            self._snapshot("read reachability", "reachability", timeout)
+        )
+
+    def nat_type(self, *, timeout: float | None = None) -> NatReport:
+        """The NAT this node is behind, from what its peers see and what AutoNAT says: a
+        :class:`ucsdk.connectivity.diagnosis.NatReport` (``type``, ``mapping``,
+        ``port_preserved``, ``reachable``, the evidence rows, what it means for hole
+        punching; shown as a table in a notebook).
+
+        >>> from ucsdk import Node
+        >>> with Node(preset="development", enable_mdns=False) as node:
+        ...     node.nat_type().type in ("none", "unknown")
+        True
+        """
+        result: NatReport = self._snapshot("read the NAT type", "nat_type", timeout)
+        return result
+
+    def diagnose(
+        self, peer_id: str, *, probe: bool = False, timeout: float | None = None
+    ) -> Diagnosis:
+        """Why can (or can't) this node reach ``peer_id``? A
+        :class:`ucsdk.connectivity.diagnosis.Diagnosis`: one row per path (direct per
+        address, relayed per relay, DCUtR over TCP and QUIC, WebRTC) tried or not, with its
+        outcome, time and reason (``.frame()``); a ``verdict``; what would ``help``. Printed
+        as text, shown as a table in a notebook. ``probe=True`` dials the peer first and
+        waits (``timeout``, default 15 s) for the connection to go direct or a hole punch
+        to end; otherwise it explains from what the node saw.
+
+        >>> from ucsdk import Node, errors
+        >>> with Node(preset="development", enable_mdns=False) as node:
+        ...     try:
+        ...         node.diagnose("12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
+        ...     except errors.PeerNotFound as exc:
+        ...         print("unknown peer")
+        unknown peer
+        """
+        limit = 15.0 if timeout is None else check_timeout(timeout)
+        result: Diagnosis = self._call(
+            f"diagnose {peer_id}", "diagnose", peer_id, probe, limit, timeout=limit + 15.0
+        )
+        return result
+
+    def check_reachability(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Run an AutoNAT v2 round now (each address, each connected server), then
+        :meth:`reachability`."""
+        return frames.reachability_frame(
+            self._call("check reachability", "check_reachability", timeout=timeout)
+        )
+
+    def autonat_v2_checks(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """Every AutoNAT v2 check (``AUTONAT_V2_COLUMNS``): the address asked about, the one
+        the server dialled, its answer, and whether our dial-back handler saw the nonce."""
+        return frames.autonat_v2_frame(
+            self._snapshot("read AutoNAT v2 checks", "autonat_v2_checks", timeout)
+        )
+
     # ------------------------------------------------------------------ messaging
     def subscribe(
         self,
@@ -953,6 +1023,31 @@ class AsyncNode:
     async def probe_nat(self, *, timeout: float | None = None) -> pd.DataFrame:
         rows = await self._await("probe NAT status", "probe_nat", timeout=timeout)
         return frames.autonat_frame(rows)
+
+    async def reachability(self) -> pd.DataFrame:
+        rows = await self._await("read reachability", "reachability", timeout=None)
+        return frames.reachability_frame(rows)
+
+    async def nat_type(self) -> NatReport:
+        result: NatReport = await self._await("read the NAT type", "nat_type", timeout=None)
+        return result
+
+    async def diagnose(
+        self, peer_id: str, *, probe: bool = False, timeout: float | None = None
+    ) -> Diagnosis:
+        limit = 15.0 if timeout is None else check_timeout(timeout)
+        result: Diagnosis = await self._await(
+            f"diagnose {peer_id}", "diagnose", peer_id, probe, limit, timeout=limit + 15.0
+        )
+        return result
+
+    async def check_reachability(self, *, timeout: float | None = None) -> pd.DataFrame:
+        rows = await self._await("check reachability", "check_reachability", timeout=timeout)
+        return frames.reachability_frame(rows)
+
+    async def autonat_v2_checks(self) -> pd.DataFrame:
+        rows = await self._await("read AutoNAT v2 checks", "autonat_v2_checks", timeout=None)
+        return frames.autonat_v2_frame(rows)
 
     async def metrics_history(self) -> pd.DataFrame:
         rows = await self._await("read metrics history", "get_metrics_history", timeout=None)

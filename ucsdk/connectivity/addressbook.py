@@ -60,11 +60,12 @@ NETWORKS_CACHE_SECONDS = 5.0
 
 @dataclass
 class _Observation:
-    observers: dict[str, tuple[str, float]] = field(default_factory=dict)
-    """Observer peer id -> (its IP group, when it last reported, monotonic seconds)."""
+    observers: dict[str, tuple[str, float, str]] = field(default_factory=dict)
+    """Observer peer id -> (its IP group, when it last reported in monotonic seconds, its
+    IP)."""
 
     def last(self) -> float:
-        return max((t for _, t in self.observers.values()), default=0.0)
+        return max((t for _, t, _ip in self.observers.values()), default=0.0)
 
 
 class ObservedAddrs:
@@ -101,26 +102,36 @@ class ObservedAddrs:
         if observer not in seen.observers and len(seen.observers) >= MAX_OBSERVERS_PER_ADDR:
             oldest = min(seen.observers, key=lambda p: seen.observers[p][1])
             del seen.observers[oldest]
-        seen.observers[observer] = (group, now)
+        seen.observers[observer] = (group, now, observer_ip)
         while len(self._by_addr) > MAX_OBSERVED_ADDRS:
             stalest = min(self._by_addr, key=lambda a: self._by_addr[a].last())
             del self._by_addr[stalest]
 
     def _expire(self, now: float) -> None:
         for addr, seen in list(self._by_addr.items()):
-            for observer, (_, at) in list(seen.observers.items()):
+            for observer, (_, at, _ip) in list(seen.observers.items()):
                 if now - at > self.ttl:
                     del seen.observers[observer]
             if not seen.observers:
                 del self._by_addr[addr]
 
     def _is_confirmed(self, seen: _Observation) -> bool:
-        groups = {group for group, _ in seen.observers.values()}
+        groups = {group for group, _, _ip in seen.observers.values()}
         return len(seen.observers) >= self.min_observers and len(groups) >= self.min_groups
 
     def confirmed(self, *, now: float) -> list[str]:
         self._expire(now)
         return [a for a, seen in self._by_addr.items() if self._is_confirmed(seen)]
+
+    def observations(self, *, now: float) -> list[tuple[str, str, str, float]]:
+        """``(addr, observer peer id, observer IP, last reported)`` for every report kept:
+        which peer, from which IP, sees us where (what the NAT's behaviour is read from)."""
+        self._expire(now)
+        return [
+            (a, observer, ip, at)
+            for a, s in self._by_addr.items()
+            for observer, (_, at, ip) in s.observers.items()
+        ]
 
     def rows(self, *, now: float) -> list[tuple[str, int, bool, float]]:
         """``(addr, observers, confirmed, last reported)`` for every observed address."""

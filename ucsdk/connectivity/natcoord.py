@@ -36,6 +36,7 @@ from ucsdk._service import Service
 from ucsdk.connectivity.connections import OpenConnection
 from ucsdk.connectivity.recorder import Recorder
 from ucsdk.nat.autonat import AUTONAT_PROTOCOL
+from ucsdk.nat.autonat_v2 import DIAL_REQUEST_PROTOCOL
 from ucsdk.nat.dcutr import HolePunchResult
 from ucsdk.nat.relay import HOP_PROTOCOL, parse_circuit
 from ucsdk.peers import PeerRecord
@@ -61,6 +62,7 @@ class NatCoordinator(Service):
         self._recorder = recorder
         self.auto_reserve = auto_reserve
         self.autonat: Any = None
+        self.autonat_v2: Any = None
         self.relay_client: Any = None
         self.dcutr: Any = None
         self.is_connected: Callable[[str], bool] = lambda peer: False
@@ -86,6 +88,8 @@ class NatCoordinator(Service):
         """Identify told us a peer's protocols: AutoNAT servers and relays matter here."""
         if self.autonat is not None and str(AUTONAT_PROTOCOL) in record.protocols:
             self.autonat.poke()
+        if self.autonat_v2 is not None and str(DIAL_REQUEST_PROTOCOL) in record.protocols:
+            self.autonat_v2.poke()
         if str(HOP_PROTOCOL) in record.protocols and self._note_relay(record.peer_id):
             self.schedule_reservations()
 
@@ -146,6 +150,18 @@ class NatCoordinator(Service):
         where = f" from {report.server_ip}" if report.server_ip else ""
         self._recorder.record(
             "autonat_report", report.server, f"{report.status_name}{where}: {report.vote}"
+        )
+
+    def on_autonat_v2_check(self, check: Any) -> None:
+        """One AutoNAT v2 check: which server judged which address, and how."""
+        verdict = {True: "reachable", False: "not reachable", None: "no verdict"}
+        self._recorder.record(
+            "autonat_v2_check",
+            check.server,
+            f"{check.addr or check.asked}: {verdict[check.reachable]} "
+            f"({check.response}, dial {check.dial}"
+            + (f", {check.dial_data} B of dial data" if check.dial_data else "")
+            + ")",
         )
 
     def on_hole_punch(self, result: HolePunchResult) -> None:

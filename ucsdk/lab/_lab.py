@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from ucsdk import errors
+from ucsdk.connectivity.diagnosis import Diagnosis, NatReport
 from ucsdk.diagnostics import ResourceUsage
 from ucsdk.lab import net
 from ucsdk.lab.nat import NatType, router_ruleset
@@ -295,6 +296,31 @@ class LabNode:
     def autonat_reports(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
         """The node's AutoNAT answers (see :meth:`ucsdk.Node.autonat_reports`)."""
         result: pd.DataFrame = self.call("autonat_reports", timeout=timeout)
+        return result
+
+    def reachability(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """Per-address reachability (see :meth:`ucsdk.Node.reachability`)."""
+        result: pd.DataFrame = self.call("reachability", timeout=timeout)
+        return result
+
+    def check_reachability(self, *, timeout: float | None = 60.0) -> pd.DataFrame:
+        """An AutoNAT v2 round now (see :meth:`ucsdk.Node.check_reachability`)."""
+        result: pd.DataFrame = self.call("check_reachability", timeout=timeout)
+        return result
+
+    def diagnose(self, peer_id: str, *, probe: bool = False, timeout: float = 15.0) -> Diagnosis:
+        """Why can (or can't) the node reach ``peer_id`` (see :meth:`ucsdk.Node.diagnose`)."""
+        result: Diagnosis = self.call("diagnose", peer_id, probe=probe, timeout=timeout)
+        return result
+
+    def nat_type(self, *, timeout: float | None = 30.0) -> NatReport:
+        """The NAT the node sees itself behind (see :meth:`ucsdk.Node.nat_type`)."""
+        result: NatReport = self.call("nat_type", timeout=timeout)
+        return result
+
+    def autonat_v2_checks(self, *, timeout: float | None = 30.0) -> pd.DataFrame:
+        """The node's AutoNAT v2 checks (see :meth:`ucsdk.Node.autonat_v2_checks`)."""
+        result: pd.DataFrame = self.call("autonat_v2_checks", timeout=timeout)
         return result
 
     def probe_nat(self, *, timeout: float | None = 30.0) -> pd.DataFrame:

@@ -46,7 +46,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -57,7 +58,6 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk._service import Service
@@ -176,6 +176,54 @@ def dialable_for(
             continue
         out.append(addr)
     return out
+
+
+_DIAL_BACK_LOCKS: weakref.WeakKeyDictionary[IHost, dict[ID, trio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def dial_back_to(dialer: IHost, peer: ID) -> AsyncIterator[None]:
+    """Hold the dial-back host's line to ``peer``: one dial-back at a time (AutoNAT v1 and
+    v2 share the host), no connection to ``peer`` before or after, no address remembered.
+
+    py-libp2p's ``connect`` reuses any open connection to the peer: without this, a
+    dial-back to one address could ride on a connection another dial-back opened to a
+    different one, and report an address reachable that was never dialled.
+    """
+    locks = _DIAL_BACK_LOCKS.setdefault(dialer, {})
+    lock = locks.setdefault(peer, trio.Lock())
+    network = dialer.get_network()
+
+    async def forget() -> None:
+        for conn in list(network.connections.get(peer, [])):
+            await close_quietly(conn, 3)
+        with contextlib.suppress(Exception):
+            dialer.get_peerstore().clear_addrs(peer)
+
+    try:
+        async with lock:
+            await forget()
+            # py-libp2p refuses to redial a peer for a while after a failure; every
+            # dial-back must be a real attempt.
+            unblock = getattr(network, "unblock_peer", None)
+            if callable(unblock):
+                unblock(peer)
+            try:
+                yield
+            finally:
+                with trio.CancelScope(shield=True):
+                    await forget()
+    finally:
+        if not lock.locked() and not lock.statistics().tasks_waiting:
+            locks.pop(peer, None)
+
+
+async def dial_fresh(dialer: IHost, peer: ID, addr: multiaddr.Multiaddr) -> None:
+    """Dial ``peer`` at ``addr`` with a new connection (never one already open or still
+    closing, as ``host.connect`` would reuse); hold :func:`dial_back_to` around it."""
+    await dialer.get_network().dial_addr(addr, peer)
 
 
 class AutoNAT(Service):
@@ -312,6 +360,17 @@ class AutoNAT(Service):
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await dialer.close()
 
+    async def dial_back_host(self) -> IHost | None:
+        """The host dial-backs come from (its own identity and ports), started with the
+        first request a server has to serve; ``None`` if it could not start within 10 s.
+        AutoNAT v2's server on the same node dials from this host too."""
+        assert self._dialer_ready is not None
+        if not self._dialer_started:
+            self._dialer_started = self.spawn(self._run_dialer)
+        with trio.move_on_after(10):
+            await self._dialer_ready.wait()
+        return self._dialer
+
     # ------------------------------------------------------------ server
     def _request_timeout(self) -> float:
         """Longest a request may take: every address dialled back in turn, plus queueing."""
@@ -407,39 +466,23 @@ class AutoNAT(Service):
     async def _dial_back(
         self, peer: ID, candidates: list[multiaddr.Multiaddr]
     ) -> tuple[bool, str, multiaddr.Multiaddr | None]:
-        assert self._dialer_ready is not None and self._dial_slots is not None
-        if not self._dialer_started:
-            # The dial-back host starts with the first request a server has to serve.
-            self._dialer_started = self.spawn(self._run_dialer)
-        with trio.move_on_after(10):
-            await self._dialer_ready.wait()
-        dialer = self._dialer
+        assert self._dial_slots is not None
+        dialer = await self.dial_back_host()
         if dialer is None:
             return False, "dial-back host not running", None
         errors_seen = []
         async with self._dial_slots:  # bounded work however many ask at once
-            network = dialer.get_network()
-            unblock = getattr(network, "unblock_peer", None)
             for addr in candidates:
-                # py-libp2p refuses to redial a peer for a while after a failure; every
-                # dial-back must be a real attempt.
-                if callable(unblock):
-                    unblock(peer)
-                try:
-                    with trio.fail_after(self.dial_timeout):
-                        await dialer.connect(PeerInfo(peer, [addr]))
-                except trio.TooSlowError:
-                    errors_seen.append(f"{addr}: no answer within {self.dial_timeout:g} s")
-                    continue
-                except Exception as exc:
-                    errors_seen.append(f"{addr}: {type(exc).__name__} {exc}".strip()[:200])
-                    continue
-                finally:
-                    # Forget the peer so the next request dials afresh.
-                    for conn in list(network.connections.get(peer, [])):
-                        await close_quietly(conn, 3)
-                    with contextlib.suppress(Exception):
-                        dialer.get_peerstore().clear_addrs(peer)
+                async with dial_back_to(dialer, peer):
+                    try:
+                        with trio.fail_after(self.dial_timeout):
+                            await dial_fresh(dialer, peer, addr)
+                    except trio.TooSlowError:
+                        errors_seen.append(f"{addr}: no answer within {self.dial_timeout:g} s")
+                        continue
+                    except Exception as exc:
+                        errors_seen.append(f"{addr}: {type(exc).__name__} {exc}".strip()[:200])
+                        continue
                 return True, "dial back succeeded", addr
         return False, "; ".join(errors_seen) or "dial back failed", None
 
@@ -645,5 +688,7 @@ __all__ = [
     "AUTONAT_PROTOCOL",
     "AutoNAT",
     "AutoNATReport",
+    "dial_back_to",
+    "dial_fresh",
     "dialable_for",
 ]

@@ -18,6 +18,10 @@ Per the spec (libp2p/specs autonat/autonat-v2.md):
 ucsdk's server caps streams in total and per peer before reading, rate-limits dial-backs
 per peer and in total, refuses private and relayed addresses (unless ``allow_private``),
 bounds dial data it waits for, and counts each refusal in ``dropped``.
+
+The client checks each of the node's candidate addresses (its listen addresses and the
+observed-IP guesses the manager makes for v1) with up to ``servers_per_addr`` servers each
+round; :meth:`AutoNATv2.reachability` folds the checks into one row per address.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -38,12 +42,12 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
+from ucsdk.nat.autonat import dial_back_to, dial_fresh
 from ucsdk.proto import autonat_v2_pb2 as pb
 
 logger = logging.getLogger("UniversalConnectivity.autonat2")
@@ -53,6 +57,9 @@ DIAL_BACK_PROTOCOL = TProtocol("/libp2p/autonat/2/dial-back")
 MAX_MESSAGE = 8192
 """A request with its addresses, or one dial-data message (4096 bytes of data) framed."""
 MAX_ADDRS = 16
+MAX_TRACKED_ADDRS = 64
+"""Addresses whose checks are kept for :meth:`AutoNATv2.reachability` (oldest go first)."""
+MAX_SERVERS_PER_ADDR = 8
 DIAL_DATA_CHUNK = 4096
 DIAL_DATA_MIN, DIAL_DATA_MAX = 30_000, 100_000
 """What a server asks for before dialling an IP other than the requester's (spec: 30-100 kB)."""
@@ -97,6 +104,8 @@ class Check:
     could not dial; None: no verdict (refused, error, or a claim we could not verify)."""
     dial_data: int = 0
     time: datetime = field(default_factory=utcnow)
+    asked: str | None = None
+    """The address this check was about (the first one asked)."""
 
 
 @dataclass
@@ -128,7 +137,27 @@ def _dialable(addr: multiaddr.Multiaddr, allow_private: bool) -> bool:
 
 
 class AutoNATv2(Service):
-    """AutoNAT v2 client, and (unless ``serve=False``) server, on one host."""
+    """AutoNAT v2 client, and (unless ``serve=False``) server, on one host.
+
+    The client checks each address of ``candidate_addrs()`` (default: the host's listen
+    addresses) every ``check_interval`` seconds with up to ``servers_per_addr`` connected
+    peers that speak ``dial-request``; :meth:`reachability` says per address whether it is
+    reachable (``public``), not (``private``) or not known yet, and how many servers agree.
+
+    Example:
+        >>> import trio
+        >>> from libp2p import new_host
+        >>> async def main() -> list[dict[str, object]]:
+        ...     host = new_host()
+        ...     checker = AutoNATv2(host, boot_delay=3600)
+        ...     await checker.start()
+        ...     try:
+        ...         return checker.reachability()  # nothing checked yet
+        ...     finally:
+        ...         await checker.stop()
+        >>> trio.run(main)
+        []
+    """
 
     def __init__(
         self,
@@ -141,17 +170,35 @@ class AutoNATv2(Service):
         dial_data: int = DIAL_DATA_MIN,
         max_streams: int = 16,
         max_streams_per_peer: int = 2,
-        rate_limit_per_peer: int = 3,
-        rate_limit_total: int = 30,
+        rate_limit_per_peer: int = 12,
+        rate_limit_total: int = 60,
         max_checks: int = 1000,
+        check_interval: float = 300.0,
+        boot_delay: float = 15.0,
+        servers_per_addr: int = 3,
+        min_agreement: int = 1,
+        candidate_addrs: Callable[[], Sequence[str]] | None = None,
+        dial_back_host: Callable[[], Awaitable[IHost | None]] | None = None,
+        on_check: Callable[[Check], None] | None = None,
     ) -> None:
         super().__init__()
-        if not DIAL_DATA_MIN <= dial_data <= DIAL_DATA_MAX:
-            from ucsdk import errors
+        from ucsdk import errors
 
+        if not DIAL_DATA_MIN <= dial_data <= DIAL_DATA_MAX:
             raise errors.InvalidInput(
                 "dial_data", dial_data, f"{DIAL_DATA_MIN} to {DIAL_DATA_MAX} bytes"
             )
+        for name, value in (
+            ("max_streams", max_streams),
+            ("max_streams_per_peer", max_streams_per_peer),
+            ("servers_per_addr", servers_per_addr),
+            ("min_agreement", min_agreement),
+            ("max_checks", max_checks),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise errors.InvalidInput(name, value, "a whole number >= 1")
+        if not 0 < check_interval < float("inf"):
+            raise errors.InvalidInput("check_interval", check_interval, "seconds > 0")
         self.host = host
         self.serve = serve
         self.allow_private = allow_private
@@ -160,6 +207,13 @@ class AutoNATv2(Service):
         self.dial_data = dial_data
         self.max_streams = max_streams
         self.max_streams_per_peer = max_streams_per_peer
+        self.check_interval = float(check_interval)
+        self.boot_delay = boot_delay
+        self.servers_per_addr = servers_per_addr
+        self.min_agreement = min_agreement
+        self.candidate_addrs = candidate_addrs
+        self.on_check = on_check
+        self._borrowed_dialer = dial_back_host
         self._limit = _RateLimit(rate_limit_per_peer, rate_limit_total)
         self._open: collections.Counter[str] = collections.Counter()
         self._pending: dict[int, trio.Event] = {}
@@ -167,16 +221,29 @@ class AutoNATv2(Service):
         self.checks: collections.deque[Check] = collections.deque(maxlen=max_checks)
         self.served: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_checks)
         self.dropped: collections.Counter[str] = collections.Counter()
+        """Refusals and bad input, by kind: server side ``busy``, ``peer_busy``,
+        ``read_timeout``, ``incomplete``, ``malformed``, ``wrong_type``, ``rate_limited``,
+        ``dial_data_short``; client side ``dial_back_unknown_nonce``,
+        ``dial_back_malformed``, ``dial_data_refused``, ``unknown_status``."""
+        self._latest: collections.OrderedDict[str, dict[str, Check]] = collections.OrderedDict()
+        """Per checked address (at most ``MAX_TRACKED_ADDRS``), each server's latest check."""
         self._dialer: IHost | None = None
         self._dialer_ready: trio.Event | None = None
         self._dialer_started = False
+        self._wake: trio.Event | None = None
+        self._round_lock = trio.Lock()
+        self._rounds = 0
 
     # ------------------------------------------------------------ life cycle
     async def _on_start(self) -> None:
         self._dialer_ready = trio.Event()
+        self._wake = trio.Event()
         self.host.set_stream_handler(DIAL_BACK_PROTOCOL, self._on_dial_back)
         if self.serve:
             self.host.set_stream_handler(DIAL_REQUEST_PROTOCOL, self._handle)
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._check_loop)
 
     async def _on_stop(self) -> None:
         protocols = [DIAL_BACK_PROTOCOL] + ([DIAL_REQUEST_PROTOCOL] if self.serve else [])
@@ -207,13 +274,148 @@ class AutoNATv2(Service):
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await dialer.close()
 
+    async def _dial_back_host(self) -> IHost | None:
+        if self._borrowed_dialer is not None:
+            return await self._borrowed_dialer()
+        assert self._dialer_ready is not None
+        if not self._dialer_started:
+            self._dialer_started = self.spawn(self._run_dialer)
+        with trio.move_on_after(10):
+            await self._dialer_ready.wait()
+        return self._dialer
+
+    # ------------------------------------------------------------ checking rounds
+    def servers(self) -> list[ID]:
+        """Connected peers (over a direct connection) that serve ``dial-request``."""
+        found = []
+        peerstore = self.host.get_peerstore()
+        for peer, conns in list(self.host.get_network().connections.items()):
+            if not conns or all(is_relayed(c) for c in conns):
+                continue
+            with contextlib.suppress(Exception):
+                if peerstore.supports_protocols(peer, [str(DIAL_REQUEST_PROTOCOL)]):
+                    found.append(peer)
+        return found
+
+    def own_addrs(self) -> list[str]:
+        """The addresses worth checking: TCP or QUIC, not relayed, public (or private
+        with ``allow_private``), at most ``MAX_ADDRS``."""
+        if self.candidate_addrs is not None:
+            raw = list(self.candidate_addrs())
+        else:
+            raw = [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
+        out: list[str] = []
+        for text in raw:
+            try:
+                addr = multiaddr.Multiaddr(text)
+            except Exception:
+                continue
+            if _dialable(addr, self.allow_private) and text not in out:
+                out.append(text)
+        return out[:MAX_ADDRS]
+
+    async def check_all(self) -> list[Check]:
+        """One round now: every address of :meth:`own_addrs` with up to
+        ``servers_per_addr`` servers (rotating, so that rounds ask different ones).
+
+        One request at a time per server (servers cap streams per peer), servers in
+        parallel; a round asked for while one runs waits for it, then runs afresh.
+        """
+        async with self._round_lock:
+            servers = self.servers()
+            addrs = self.own_addrs()
+            results: list[Check] = []
+            if not servers or not addrs:
+                return results
+            self._rounds += 1
+            shift = self._rounds % len(servers)
+            chosen = (servers[shift:] + servers[:shift])[: self.servers_per_addr]
+
+            async def ask(server: ID) -> None:
+                for addr in addrs:
+                    results.append(await self._safe_check(server, addr))
+
+            async with trio.open_nursery() as nursery:
+                for server in chosen:
+                    nursery.start_soon(ask, server)
+            return results
+
+    async def _safe_check(self, server: ID, addr: str) -> Check:
+        try:
+            return await self.check(server, [addr])
+        except Exception as exc:
+            return self._keep(
+                Check(
+                    server=server.to_base58(),
+                    addr=None,
+                    response=f"no_answer: {type(exc).__name__}",
+                    asked=addr,
+                )
+            )
+
+    def poke(self) -> None:
+        """Run the next round soon (a new server, a new observed address)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _check_loop(self) -> None:
+        await trio.sleep(self.boot_delay)
+        while True:
+            if self.servers():
+                await self.check_all()
+                wait = self.check_interval
+            else:
+                wait = min(self.check_interval, 5.0)
+            assert self._wake is not None
+            with trio.move_on_after(wait):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def reachability(self) -> list[dict[str, Any]]:
+        """One row per checked address: ``addr``, ``status`` (``public``, ``private`` or
+        ``unknown``), ``confidence`` (servers agreeing, at most 3), ``servers`` (how many
+        gave a verdict), ``last_checked`` and ``protocol`` (``"v2"``).
+
+        ``public`` needs one server whose dial-back carried our nonce (and at least as many
+        as said otherwise): that cannot be faked without reaching us. ``private`` needs
+        ``min_agreement`` servers that could not dial, and more than could."""
+        rows = []
+        for addr, by_server in self._latest.items():
+            verdicts = [c.reachable for c in by_server.values() if c.reachable is not None]
+            yes, no = verdicts.count(True), verdicts.count(False)
+            # A verified dial-back is proof (it carried our nonce): one is enough for
+            # public. A failed one is only a claim: private takes min_agreement servers.
+            if yes and yes >= no:
+                status, agreeing = "public", yes
+            elif no >= self.min_agreement and no > yes:
+                status, agreeing = "private", no
+            else:
+                status, agreeing = "unknown", 0
+            rows.append(
+                {
+                    "addr": addr,
+                    "status": status,
+                    "confidence": min(3, agreeing),
+                    "servers": len(verdicts),
+                    "last_checked": max(c.time for c in by_server.values()),
+                    "protocol": "v2",
+                }
+            )
+        return rows
+
     # ------------------------------------------------------------ client
     async def check(self, server: ID, addrs: Sequence[str]) -> Check:
         """Ask ``server`` to dial one of ``addrs`` (highest priority first) back."""
         nonce = secrets.randbits(64)
         arrived = trio.Event()
         self._pending[nonce] = arrived
-        result = Check(server=server.to_base58(), addr=None, response="E_INTERNAL_ERROR")
+        if not addrs:
+            from ucsdk import errors
+
+            raise errors.InvalidInput("addrs", list(addrs), "at least one address to check")
+        result = Check(
+            server=server.to_base58(), addr=None, response="E_INTERNAL_ERROR", asked=str(addrs[0])
+        )
         stream = await self.host.new_stream(server, [DIAL_REQUEST_PROTOCOL])
         try:
             request = pb.Message()
@@ -226,7 +428,8 @@ class AutoNATv2(Service):
                     kind = msg.WhichOneof("msg")
                     if kind == "dialDataRequest":
                         wanted = msg.dialDataRequest.numBytes
-                        if wanted > CLIENT_MAX_DIAL_DATA:
+                        # Bounded per check, however many times the server asks.
+                        if result.dial_data + wanted > CLIENT_MAX_DIAL_DATA:
                             result.response = "dial_data_refused"
                             await close_quietly(stream, 2, reset=True)
                             return self._keep(result)
@@ -264,6 +467,23 @@ class AutoNATv2(Service):
 
     def _keep(self, check: Check) -> Check:
         self.checks.append(check)
+        about = check.addr or check.asked
+        if about is not None:
+            by_server = self._latest.pop(about, {})
+            by_server.pop(check.server, None)
+            by_server[check.server] = check
+            while len(by_server) > MAX_SERVERS_PER_ADDR:
+                del by_server[next(iter(by_server))]
+            self._latest[about] = by_server
+            while len(self._latest) > MAX_TRACKED_ADDRS:
+                self._latest.popitem(last=False)
+        if check.response in ("dial_data_refused", "unknown_status"):
+            self.dropped[check.response] += 1
+        if self.on_check is not None:
+            try:
+                self.on_check(check)
+            except Exception:
+                logger.exception("AutoNAT v2 check callback raised")
         return check
 
     async def _on_dial_back(self, stream: INetStream) -> None:
@@ -312,11 +532,19 @@ class AutoNATv2(Service):
     async def _serve(self, stream: INetStream, peer: ID) -> None:
         try:
             with trio.fail_after(self.read_timeout):
-                msg = pb.Message.FromString(await read_delimited(stream, MAX_MESSAGE))
+                raw = await read_delimited(stream, MAX_MESSAGE)
         except trio.TooSlowError:
             self.dropped["read_timeout"] += 1
             return
-        except (FramingError, Exception):
+        except FramingError:
+            self.dropped["malformed"] += 1
+            return
+        except Exception:  # reset or closed before a whole message arrived
+            self.dropped["incomplete"] += 1
+            return
+        try:
+            msg = pb.Message.FromString(raw)
+        except Exception:
             self.dropped["malformed"] += 1
             return
         if msg.WhichOneof("msg") != "dialRequest" or not msg.dialRequest.HasField("nonce"):
@@ -372,44 +600,27 @@ class AutoNATv2(Service):
         return False
 
     async def _dial_back(self, peer: ID, addr: multiaddr.Multiaddr, nonce: int) -> int:
-        assert self._dialer_ready is not None
-        if not self._dialer_started:
-            self._dialer_started = self.spawn(self._run_dialer)
-        with trio.move_on_after(10):
-            await self._dialer_ready.wait()
-        dialer = self._dialer
+        dialer = await self._dial_back_host()
         if dialer is None:
             return E_DIAL_ERROR
-        network = dialer.get_network()
-        unblock = getattr(network, "unblock_peer", None)
-        if callable(unblock):
-            unblock(peer)
-        try:
-            with trio.fail_after(self.dial_timeout):
-                await dialer.connect(PeerInfo(peer, [addr]))
-        except Exception:
-            self._forget(dialer, peer)
-            return E_DIAL_ERROR
-        try:
-            with trio.fail_after(self.dial_timeout):
-                stream = await dialer.new_stream(peer, [DIAL_BACK_PROTOCOL])
-                await write_delimited(stream, pb.DialBack(nonce=nonce).SerializeToString())
-                pb.DialBackResponse.FromString(await read_delimited(stream, 64))
-                await close_quietly(stream, 2)
-            return DIAL_OK
-        except Exception:
-            return E_DIAL_BACK_ERROR
-        finally:
-            await self._forget_async(dialer, peer)
-
-    def _forget(self, dialer: IHost, peer: ID) -> None:
-        with contextlib.suppress(Exception):
-            dialer.get_peerstore().clear_addrs(peer)
-
-    async def _forget_async(self, dialer: IHost, peer: ID) -> None:
-        for conn in list(dialer.get_network().connections.get(peer, [])):
-            await close_quietly(conn, 3)
-        self._forget(dialer, peer)
+        async with dial_back_to(dialer, peer):
+            try:
+                with trio.fail_after(self.dial_timeout):
+                    await dial_fresh(dialer, peer, addr)
+            except Exception:
+                return E_DIAL_ERROR
+            try:
+                with trio.fail_after(self.dial_timeout):
+                    stream = await dialer.new_stream(peer, [DIAL_BACK_PROTOCOL])
+                    await write_delimited(stream, pb.DialBack(nonce=nonce).SerializeToString())
+                    pb.DialBackResponse.FromString(await read_delimited(stream, 64))
+                    await close_quietly(stream, 2)
+                return DIAL_OK
+            except Exception as exc:
+                logger.warning(
+                    "AutoNAT v2: dial-back stream to %s at %s failed: %r", peer, addr, exc
+                )
+                return E_DIAL_BACK_ERROR
 
     async def _answer(
         self,
