@@ -14,7 +14,9 @@ reaches ``b`` through pubsub discovery) and ``b`` behind a carrier-grade double 
 
 Figures per way: ``ok`` (what ``dial_peer`` returned), ``call_ms`` (wall time of the call,
 including the lab's pipe to the node process), ``to_direct_ms`` (from the call until the
-only connection between them is direct, after DCUtR; ``nan`` if never within 20 s).
+only connection between them is direct, after DCUtR; ``nan`` if never within 20 s),
+``circuits`` (relayed connections ``a`` accepted from ``b`` for the call: one dial should
+open one circuit).
 
 ``--compare REV`` runs the same trials on another revision of ucsdk (checked out in a
 temporary git worktree) in the same run and prints both side by side with their ratio.
@@ -55,13 +57,24 @@ def _connected(node: Any, peer: Any) -> bool:
     )
 
 
+def _circuits_in(a: Any) -> int:
+    events = a.node.events()
+    return int((events["kind"] == "relay_relayed_in").sum())
+
+
 def _time_dial(b: Any, a: Any, addrs: list[str] | None, wait_until: Any) -> dict[str, Any]:
+    circuits_before = _circuits_in(a)
     started = time.monotonic()
     ok = bool(b.node.dial_peer(a.node.peer_id, addrs=addrs, use_relay=True, timeout=60))
     call_ms = (time.monotonic() - started) * 1000
     direct = ok and wait_until(lambda: _direct_only(b.node, a.node.peer_id), 20, 0.05)
     to_direct = (time.monotonic() - started) * 1000 if direct else float("nan")
-    return {"ok": ok, "call_ms": round(call_ms, 1), "to_direct_ms": round(to_direct, 1)}
+    return {
+        "ok": ok,
+        "call_ms": round(call_ms, 1),
+        "to_direct_ms": round(to_direct, 1),
+        "circuits": _circuits_in(a) - circuits_before,
+    }
 
 
 def one_trial(index: int) -> dict[str, dict[str, Any]]:
@@ -103,6 +116,7 @@ def run_trials(trials: int) -> dict[str, dict[str, Any]]:
             "trials": trials,
             "call_ms": statistics.median(g["call_ms"] for g in got),
             "to_direct_ms": statistics.median(g["to_direct_ms"] for g in got),
+            "circuits": max(g.get("circuits", 0) for g in got),
         }
     return summary
 
@@ -154,13 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print(f"measuring {args.compare}, {args.trials} trials", flush=True)
         columns[args.compare] = _run_revision(args.compare, args.trials)
-    print(f"{'way':6} {'revision':12} {'ok':>6} {'call ms':>9} {'to direct ms':>13}")
+    print(
+        f"{'way':6} {'revision':12} {'ok':>6} {'call ms':>9} {'to direct ms':>13} "
+        f"{'max circuits':>12}"
+    )
     for way in WAYS:
         for name, figures in columns.items():
             f = figures[way]
             print(
                 f"{way:6} {name[:12]:12} {f['ok']:>3}/{f['trials']:<2} {f['call_ms']:>9.1f} "
-                f"{f['to_direct_ms']:>13.1f}"
+                f"{f['to_direct_ms']:>13.1f} {f.get('circuits', '–'):>12}"
             )
         if args.compare:
             old, new = columns[args.compare][way], now[way]

@@ -11,7 +11,7 @@ import pytest
 from _util import closed_port
 
 import ucsdk
-from ucsdk.connectivity.dialer import rank_addrs
+from ucsdk.connectivity.dialer import SAME_RELAY_FALLBACK, rank_addrs
 from ucsdk.host import interface_ipv4_addresses
 
 QUIET = {"enable_mdns": False, "enable_pubsub_discovery": False, "auto_dial": False}
@@ -67,9 +67,13 @@ def test_ranking_follows_go_libp2ps_dial_ranker() -> None:
     nated = dict(rank_addrs([lan_tcp, circuit], tcp_delay=0.25, relay_delay=0.5))
     assert nated == {lan_tcp: 0.0, circuit: 0.0}
     # Circuits through a relay over QUIC go first; over TCP they wait like TCP does.
+    other_relay = "/ip4/198.51.100.2/udp/1/quic-v1/p2p/QmOther/p2p-circuit"
+    both = dict(rank_addrs([circuit, other_relay], tcp_delay=0.25, relay_delay=0.5))
+    assert both == {other_relay: 0.0, circuit: 0.25}
+    # Through one relay, the second circuit is only a fallback for the first.
     quic_circuit = circuit.replace("/tcp/1/", "/udp/1/quic-v1/")
-    both = dict(rank_addrs([circuit, quic_circuit], tcp_delay=0.25, relay_delay=0.5))
-    assert both == {quic_circuit: 0.0, circuit: 0.25}
+    same = dict(rank_addrs([circuit, quic_circuit], tcp_delay=0.25, relay_delay=0.5))
+    assert same == {quic_circuit: 0.0, circuit: SAME_RELAY_FALLBACK}
 
 
 def test_a_hanging_address_does_not_hold_up_a_good_one(silent_listener: str) -> None:

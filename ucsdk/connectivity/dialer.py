@@ -58,6 +58,8 @@ logger = logging.getLogger("UniversalConnectivity")
 
 PRIVATE_TCP_DELAY = 0.03
 """go-libp2p's PrivateTCPDelay: TCP after QUIC on a LAN or loopback."""
+SAME_RELAY_FALLBACK = 2.0
+"""When a second circuit through the same relay starts if the first has not failed yet."""
 AUTO_DIAL_MAX_BACKOFF = 60.0
 BOOTSTRAP_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 MAX_ATTEMPTS_KEPT = 1000
@@ -86,13 +88,22 @@ def rank_addrs(
     has_public = any(scope_of(a) == "public" for a in direct)
     # Circuits as go-libp2p ranks them: through a relay over QUIC first, over TCP after
     # ``tcp_delay``. Two circuits dialled at once both get made, and the second only adds a
-    # connection the peer has to tear down (and may pick for its DCUtR stream).
+    # connection the peer has to tear down (and may pick for its DCUtR stream). Through
+    # one relay, a second circuit is a fallback only: it starts when the first failed (or
+    # after SAME_RELAY_FALLBACK); the one cancelled mid-handshake costs the peer a failed
+    # upgrade on its connection to the relay.
     base = relay_delay if has_public else 0.0
     circuits = [a for a in addrs if "/p2p-circuit" in a]
     quic_circuits = [a for a in circuits if transport_of(a.split("/p2p-circuit")[0]) == "quic"]
-    plan += [(a, base) for a in quic_circuits]
     later = base + (tcp_delay if quic_circuits else 0.0)
-    plan += [(a, later) for a in circuits if a not in quic_circuits]
+    seen_relays: set[str] = set()
+    for addr in [*quic_circuits, *(a for a in circuits if a not in quic_circuits)]:
+        relay = addr.split("/p2p-circuit")[0].rsplit("/p2p/", 1)[-1]
+        delay = base if addr in quic_circuits else later
+        if relay in seen_relays:
+            delay = base + SAME_RELAY_FALLBACK
+        seen_relays.add(relay)
+        plan.append((addr, delay))
     return sorted(plan, key=lambda item: item[1])
 
 
@@ -385,9 +396,11 @@ class Dialer(Service):
             while trio.current_time() < deadline and not (in_flight == 0 and launched >= index):
                 with trio.move_on_at(deadline):
                     await changed.wait()
+            # Counted in flight from launch, not from the limiter: an attempt waiting for
+            # its slot must hold back the later ones just as a running one does.
             launched += 1
+            in_flight += 1
             async with limiter:
-                in_flight += 1
                 t0 = trio.current_time()
                 outcome: str = "cancelled"
                 error: str | None = "another address connected first"
