@@ -9,12 +9,14 @@ pair of types (same-type pairs use the two hosts of that type), the first host r
 ``diagnose(second, probe=True)``: it dials with the full strategy (direct, relay, DCUtR)
 and explains what happened.
 
-Per pair the table shows the ground truth the lab's topology implies (``direct`` when
-either side is public or port-forwarded, or both map endpoint-independently so that a
-hole punch works; ``relay`` otherwise), what actually happened (the connection left
-open), the verdict, and whether the verdict is right: its kind (``reachable directly``,
-``relay only``, ``unreachable``) matches both, and a relay-only verdict blames the side
-whose NAT maps endpoint-dependently.
+Per pair the table shows what actually happened (the connection left open: ``direct``,
+``relay`` or ``none``), the verdict, and whether the verdict is right: its kind
+(``reachable directly``, ``relay only``, ``unreachable``) is what happened, and a
+relay-only verdict blames this node's NAT exactly when it maps endpoint-dependently.
+``topology`` is what the lab's NATs allow (``direct`` when either side is public or
+port-forwarded, or both map endpoint-independently so that a hole punch works; ``relay``
+otherwise); a pair that ended worse than that is marked ``short``: the traversal, not the
+diagnosis, fell short there.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def run(types: tuple[str, ...]) -> list[dict[str, Any]]:
             )
             expected = truth(a_type, b_type)
             kind = kind_of(report.verdict)
-            right = kind == expected == happened
+            right = kind == happened
             if right and kind == "relay":
                 # The blame must land on the side that maps endpoint-dependently.
                 blames_self = "this node is behind a NAT that maps" in report.verdict
@@ -123,7 +125,7 @@ def run(types: tuple[str, ...]) -> list[dict[str, Any]]:
                 }
             )
             print(
-                f"{a_type:>15} -> {b_type:15} truth {expected:6} happened {happened:6} "
+                f"{a_type:>15} -> {b_type:15} topology {expected:6} happened {happened:6} "
                 f"{'RIGHT' if right else 'WRONG'}  {report.verdict}",
                 flush=True,
             )
@@ -149,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown NAT type(s) {unknown}; choose from {', '.join(TYPES)}")
     rows = run(types)
     right = sum(r["right"] for r in rows)
-    print(f"\n{right}/{len(rows)} pairs diagnosed right")
-    print(f"{'a':>15} {'b':>15} {'truth':>6} {'happened':>8} {'right':>5}  verdict")
+    short = sum(r["truth"] != r["happened"] for r in rows)
+    print(f"\n{right}/{len(rows)} pairs diagnosed right; {short} ended short of the topology")
+    print(f"{'a':>15} {'b':>15} {'topology':>8} {'happened':>8} {'right':>5}  verdict")
     for r in rows:
+        mark = "" if r["truth"] == r["happened"] else " (short)"
         print(
-            f"{r['a']:>15} {r['b']:>15} {r['truth']:>6} {r['happened']:>8} "
+            f"{r['a']:>15} {r['b']:>15} {r['truth']:>8} {r['happened'] + mark:>8} "
             f"{'yes' if r['right'] else 'NO':>5}  {r['verdict']}"
         )
     if args.json:

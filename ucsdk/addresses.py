@@ -40,7 +40,8 @@ class AddressInfo:
     """One row of ``node.addresses()``: an address of this node and what is done with it.
 
     ``kind`` is ``listen`` (a socket we listen on), ``observed`` (how other peers see us,
-    from identify) or ``circuit`` (through a relay we hold a reservation on); ``scope`` is
+    from identify), ``verified`` (reached by an AutoNAT v2 dial-back, e.g. through a port
+    forward) or ``circuit`` (through a relay we hold a reservation on); ``scope`` is
     ``loopback``, ``private`` or ``public``. An observed address is ``confirmed`` once
     enough distinct peers from enough IP groups reported it (``observers`` counts them);
     ``advertised`` says whether identify and discovery announce it to peers at large.

@@ -358,7 +358,7 @@ class UniversalConnectivityManager(Service):
                 candidate_addrs=self.autonat_candidates,
                 # One dial-back host for both versions (its own identity and ports).
                 dial_back_host=self.autonat.dial_back_host if self.autonat else None,
-                on_check=self.nat.on_autonat_v2_check,
+                on_check=self._on_autonat_v2_check,
             )
             await supervisor.start("autonat_v2", autonat_v2)
             self.autonat_v2 = self.nat.autonat_v2 = autonat_v2
@@ -646,21 +646,24 @@ class UniversalConnectivityManager(Service):
             rows.extend(self.autonat_v2.reachability())
         return rows
 
+    def _on_autonat_v2_check(self, check: Check) -> None:
+        """A v2 check: recorded, and a verified address advertised (one that failed, no
+        longer)."""
+        self.nat.on_autonat_v2_check(check)
+        about = check.addr or check.asked
+        if about is not None and check.reachable is not None:
+            self.addresses.set_verified(about, check.reachable)
+
     def nat_type(self) -> NatReport:
         """The NAT this node is behind, read from what its peers see (identify's observed
         addresses over QUIC) and what AutoNAT says; see :mod:`ucsdk.connectivity.diagnosis`."""
-        listen_ports: dict[str, int] = {}
-        for addr in self.addresses.listen_addrs():
-            kind, port = transport_of(addr), _port_of(addr)
-            if kind in ("tcp", "quic") and port is not None:
-                listen_ports.setdefault(kind, port)
         evidence = []
-        for addr, observer, observer_ip, _at in self.addresses.observed.observations(
+        for addr, observer, observer_ip, local in self.addresses.observed.observations(
             now=time.monotonic()
         ):
             kind, port, ip = transport_of(addr), _port_of(addr), ip_of(addr)
             if kind in ("tcp", "quic") and port is not None and ip is not None:
-                evidence.append((kind, observer, observer_ip, ip, port, listen_ports.get(kind)))
+                evidence.append((kind, observer, observer_ip, ip, port, local))
         return classify_nat(
             evidence, own_ips=interface_ipv4_addresses(), reachable=self._reachable()
         )

@@ -60,12 +60,12 @@ NETWORKS_CACHE_SECONDS = 5.0
 
 @dataclass
 class _Observation:
-    observers: dict[str, tuple[str, float, str]] = field(default_factory=dict)
+    observers: dict[str, tuple[str, float, str, int | None]] = field(default_factory=dict)
     """Observer peer id -> (its IP group, when it last reported in monotonic seconds, its
-    IP)."""
+    IP, our local port on the connection it saw)."""
 
     def last(self) -> float:
-        return max((t for _, t, _ip in self.observers.values()), default=0.0)
+        return max((o[1] for o in self.observers.values()), default=0.0)
 
 
 class ObservedAddrs:
@@ -79,7 +79,15 @@ class ObservedAddrs:
         self.rejected = 0
         """Reports dropped: no usable observer IP, relayed, or malformed."""
 
-    def report(self, observer: str, observer_ip: str | None, addr: str, *, now: float) -> None:
+    def report(
+        self,
+        observer: str,
+        observer_ip: str | None,
+        addr: str,
+        *,
+        now: float,
+        local_port: int | None = None,
+    ) -> None:
         """``observer`` (seen at ``observer_ip``) says it sees us at ``addr``."""
         if observer_ip is None or ip_of(addr) is None or "/p2p-circuit" in addr:
             self.rejected += 1
@@ -102,35 +110,36 @@ class ObservedAddrs:
         if observer not in seen.observers and len(seen.observers) >= MAX_OBSERVERS_PER_ADDR:
             oldest = min(seen.observers, key=lambda p: seen.observers[p][1])
             del seen.observers[oldest]
-        seen.observers[observer] = (group, now, observer_ip)
+        seen.observers[observer] = (group, now, observer_ip, local_port)
         while len(self._by_addr) > MAX_OBSERVED_ADDRS:
             stalest = min(self._by_addr, key=lambda a: self._by_addr[a].last())
             del self._by_addr[stalest]
 
     def _expire(self, now: float) -> None:
         for addr, seen in list(self._by_addr.items()):
-            for observer, (_, at, _ip) in list(seen.observers.items()):
+            for observer, (_, at, _ip, _port) in list(seen.observers.items()):
                 if now - at > self.ttl:
                     del seen.observers[observer]
             if not seen.observers:
                 del self._by_addr[addr]
 
     def _is_confirmed(self, seen: _Observation) -> bool:
-        groups = {group for group, _, _ip in seen.observers.values()}
+        groups = {o[0] for o in seen.observers.values()}
         return len(seen.observers) >= self.min_observers and len(groups) >= self.min_groups
 
     def confirmed(self, *, now: float) -> list[str]:
         self._expire(now)
         return [a for a, seen in self._by_addr.items() if self._is_confirmed(seen)]
 
-    def observations(self, *, now: float) -> list[tuple[str, str, str, float]]:
-        """``(addr, observer peer id, observer IP, last reported)`` for every report kept:
-        which peer, from which IP, sees us where (what the NAT's behaviour is read from)."""
+    def observations(self, *, now: float) -> list[tuple[str, str, str, int | None]]:
+        """``(addr, observer peer id, observer IP, our local port)`` for every report
+        kept: which peer, from which IP, sees us where, and from which port we sent (what
+        the NAT's behaviour is read from)."""
         self._expire(now)
         return [
-            (a, observer, ip, at)
+            (a, observer, ip, port)
             for a, s in self._by_addr.items()
-            for observer, (_, at, ip) in s.observers.items()
+            for observer, (_, _at, ip, port) in s.observers.items()
         ]
 
     def rows(self, *, now: float) -> list[tuple[str, int, bool, float]]:
@@ -168,6 +177,8 @@ class AddressBook:
         self._networks_at = -NETWORKS_CACHE_SECONDS
         self._addrs_cache: tuple[float, tuple[Any, ...], list[Any]] | None = None
         """(when, what it depended on then, ``get_addrs()`` then); see :meth:`install`."""
+        self._verified: dict[str, float] = {}
+        """Addresses AutoNAT v2 verified, by when (``time.monotonic()``), oldest first."""
 
     # ------------------------------------------------------------------ life cycle
     def install(self) -> None:
@@ -219,11 +230,18 @@ class AddressBook:
         """Every observed address, confirmed or not (what AutoNAT is asked to test)."""
         return [row[0] for row in self.observed.rows(now=time.monotonic())]
 
-    def observe(self, observer: str, observer_addr: str | None, observed: str) -> None:
+    def observe(
+        self,
+        observer: str,
+        observer_addr: str | None,
+        observed: str,
+        *,
+        local_port: int | None = None,
+    ) -> None:
         """Identify from ``observer`` (whose address on our side is ``observer_addr``)
-        says it sees us at ``observed``."""
+        says it sees us at ``observed``; ``local_port`` is ours on that connection."""
         ip = ip_of(observer_addr) if observer_addr else None
-        self.observed.report(observer, ip, observed, now=time.monotonic())
+        self.observed.report(observer, ip, observed, now=time.monotonic(), local_port=local_port)
         self._addrs_cache = None
 
     def public_ips(self) -> list[str]:
@@ -237,9 +255,33 @@ class AddressBook:
         return out
 
     def _direct(self) -> list[str]:
-        """Listen addresses, then the confirmed observed ones (each once)."""
+        """Listen addresses, the confirmed observed ones, then those AutoNAT v2 verified
+        (each once)."""
         direct = self.listen_addrs()
-        return direct + [a for a in self.confirmed_observed() if a not in direct]
+        direct += [a for a in self.confirmed_observed() if a not in direct]
+        return direct + [a for a in self.verified_addrs() if a not in direct]
+
+    def set_verified(self, addr: str, reachable: bool) -> None:
+        """AutoNAT v2 reached ``addr`` (``reachable``: a dial-back carried our nonce) or
+        not. A verified address is advertised even when no peer observed it (a port
+        forward to the listen port: peers see the NAT's port for our outgoing
+        connections, not the forwarded one)."""
+        if reachable:
+            self._verified.pop(addr, None)
+            self._verified[addr] = time.monotonic()
+            while len(self._verified) > MAX_OBSERVED_ADDRS:
+                del self._verified[next(iter(self._verified))]
+        else:
+            self._verified.pop(addr, None)
+        self._addrs_cache = None
+
+    def verified_addrs(self) -> list[str]:
+        """Addresses AutoNAT v2 verified reachable within ``observed_addr_ttl``."""
+        now = time.monotonic()
+        for addr, at in list(self._verified.items()):
+            if now - at > self.observed.ttl:
+                del self._verified[addr]
+        return list(self._verified)
 
     # ----------------------------------------------------------------- advertising
     def _our_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -301,6 +343,12 @@ class AddressBook:
                     seen_at,
                 )
             )
+        listed = {row.addr for row in rows}
+        for addr in self.verified_addrs():
+            if addr not in listed:
+                rows.append(
+                    AddressInfo(addr, "verified", scope_of(addr), 0, True, addr in broadcast, None)
+                )
         for addr in self.circuit_addrs():
             relay_scope = scope_of(addr.split("/p2p/")[0])
             rows.append(AddressInfo(addr, "circuit", relay_scope, 0, True, True, None))

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import multiaddr
+import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 
 from ucsdk.config import transport_of
@@ -40,6 +41,8 @@ from ucsdk.peers import ConnectionInfo
 
 logger = logging.getLogger("UniversalConnectivity")
 
+DUPLICATE_SETTLE = 0.5
+"""Seconds a duplicate connection is left before it is closed (see ``_close_duplicate``)."""
 REDIAL_AFTER = 2.0
 """Seconds; a peer that dials again this long after its first connection opened has
 given up on that one, and the new connection is the one both sides keep."""
@@ -211,9 +214,8 @@ class ConnectionTracker:
         if self.spawn is not None:
             for listener in self.listeners:
                 listener(conn, known)
-            duplicate = self._duplicate_to_close(conn)
-            if duplicate is not None:
-                self.spawn(self._close_duplicate, duplicate)
+            if self._duplicate_to_close(conn) is not None:
+                self.spawn(self._close_duplicate, conn)
 
     def on_disconnected(self, conn: INetConn) -> None:
         known = self._open.pop(id(conn), None)
@@ -284,7 +286,17 @@ class ConnectionTracker:
         keep = newest if age.total_seconds() > REDIAL_AFTER else oldest
         return next((c for c in siblings if c is not keep), None)
 
-    async def _close_duplicate(self, conn: INetConn) -> None:
+    async def _close_duplicate(self, new: INetConn) -> None:
+        """Close the duplicate ``new`` made, if it still is one ``DUPLICATE_SETTLE`` s on:
+        a peer that closes one connection and opens the next (an AutoNAT dial-back host
+        checking one address after another) has made no duplicate, but its close may
+        reach us after its next connection does."""
+        await trio.sleep(DUPLICATE_SETTLE)
+        if id(new) not in self._open:
+            return
+        conn = self._duplicate_to_close(new)
+        if conn is None:
+            return
         known = self._open.get(id(conn))
         if known is not None:
             self._recorder.record(

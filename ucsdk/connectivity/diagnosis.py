@@ -5,18 +5,23 @@ A NAT's *mapping* decides whether hole punching can work: an endpoint-independen
 address another peer can punch to; an endpoint-dependent one (EDM, "symmetric") gives each
 destination a new port, so that address is wrong for everyone else.
 
-The node reads it from what its peers tell it (identify's observed address) over QUIC:
-every QUIC connection leaves from the node's one UDP listen socket, so the ports its peers
-see are the NAT's mapping of that socket, as STUN would see it. Peers at two or more IPs
-seeing one port is EIM; different ports is EDM. Whether the port is the listen port says
-whether the NAT preserves ports. AutoNAT says whether the node is reachable at all: with no
-translation (an observed IP on one of its own interfaces) that is "no NAT"; reachable
-through a translation is a port forward.
+The node reads it from what its peers tell it (identify's observed address) next to the
+local port of the connection each peer saw, as STUN would:
+
+- peers at two or more IPs seeing one socket at one port is EIM, at different ports EDM;
+- py-libp2p dials every connection from a socket of its own, so mostly each peer sees a
+  different socket. Then a NAT that kept every port as it was (the node sent from port P,
+  peers saw P) is a port-preserving NAT: it maps endpoint-independently as far as a
+  hole punch can tell (DCUtR dials from the listen port, which such a NAT keeps too). A NAT
+  that rewrote the ports gives the punch an address it cannot predict: endpoint-dependent.
+
+AutoNAT says whether the node is reachable at all: peers seeing one of its own interface
+addresses is "no NAT"; reachable through a translation is a port forward.
 
 Example (the classification alone, from rows a node collected):
     >>> report = classify_nat(
-    ...     [("quic", "peerA", "203.0.113.10", "198.51.100.7", 4001, 4001),
-    ...      ("quic", "peerB", "203.0.113.11", "198.51.100.7", 4001, 4001)],
+    ...     [("quic", "peerA", "203.0.113.10", "198.51.100.7", 40001, 40001),
+    ...      ("quic", "peerB", "203.0.113.11", "198.51.100.7", 40002, 40002)],
     ...     own_ips=["10.0.0.2"], reachable=False)
     >>> report.type, report.mapping, report.port_preserved
     ('endpoint_independent', 'endpoint-independent', True)
@@ -45,7 +50,7 @@ EVIDENCE_COLUMNS = (
     "observer_ip",
     "observed_ip",
     "observed_port",
-    "listen_port",
+    "local_port",
 )
 
 _MEANING = {
@@ -106,10 +111,10 @@ class NatReport:
             f"  for hole punching: {self.meaning}",
         ]
         for row in self.evidence:
-            transport, observer, observer_ip, ip, port, listen = row
+            transport, observer, observer_ip, ip, port, local = row
             lines.append(
                 f"  {observer[-8:]} at {observer_ip} sees {ip}:{port} over {transport} "
-                f"(listen port {listen})"
+                f"(sent from port {local})"
             )
         return "\n".join(lines)
 
@@ -161,40 +166,67 @@ def classify_nat(
             "and AutoNAT servers reached it there",
             rows,
         )
-    udp = [r for r in rows if r[0] == "quic"]
-    by_observer_ip: dict[str, set[int]] = {}
-    for r in udp:
-        by_observer_ip.setdefault(r[2], set()).add(r[4])
-    if len(by_observer_ip) < 2:
+    known = [r for r in rows if r[5] is not None]
+    observer_ips = {r[2] for r in known}
+    if len(observer_ips) < 2:
         return NatReport(
             "unknown",
             "unknown",
             None,
             reachable,
-            f"QUIC observations from {len(by_observer_ip)} IP(s); the mapping needs two or more",
+            f"observations with a known local port from {len(observer_ips)} IP(s); the "
+            "mapping needs two or more",
             rows,
         )
-    ports = {p for ps in by_observer_ip.values() for p in ps}
-    listen = {r[5] for r in udp if r[5] is not None}
-    preserved = (ports == listen) if listen and len(ports) == 1 else False
-    if len(ports) == 1:
-        port = next(iter(ports))
+    # One socket seen from two IPs: the mapping itself.
+    by_socket: dict[tuple[str, int], dict[str, set[int]]] = {}
+    for r in known:
+        local = r[5]
+        assert local is not None
+        by_socket.setdefault((r[0], local), {}).setdefault(r[2], set()).add(r[4])
+    for (transport, local), seen in by_socket.items():
+        if len(seen) >= 2:
+            ports = {p for ps in seen.values() for p in ps}
+            if len(ports) == 1:
+                port = next(iter(ports))
+                return NatReport(
+                    "endpoint_independent",
+                    "endpoint-independent",
+                    port == local,
+                    reachable,
+                    f"one {transport} socket (port {local}) is seen at port {port} by peers "
+                    f"at {len(seen)} IPs",
+                    rows,
+                )
+            return NatReport(
+                "endpoint_dependent",
+                "endpoint-dependent",
+                False,
+                reachable,
+                f"one {transport} socket (port {local}) is seen at {len(ports)} different "
+                f"ports by peers at {len(seen)} IPs: " + ", ".join(map(str, sorted(ports))),
+                rows,
+            )
+    kept = [r for r in known if r[4] == r[5]]
+    if len(kept) == len(known):
         return NatReport(
             "endpoint_independent",
             "endpoint-independent",
-            preserved,
+            True,
             reachable,
-            f"peers at {len(by_observer_ip)} IPs all see UDP port {port}"
-            + (" (the listen port)" if preserved else ""),
+            f"peers at {len(observer_ips)} IPs each see the port this node sent from "
+            f"({len(known)} connections): the NAT keeps ports",
             rows,
         )
+    changed = [f"{r[5]}->{r[4]}" for r in known if r[4] != r[5]]
     return NatReport(
         "endpoint_dependent",
         "endpoint-dependent",
         False,
         reachable,
-        f"peers at {len(by_observer_ip)} IPs see {len(ports)} different UDP ports: "
-        + ", ".join(str(p) for p in sorted(ports)),
+        f"the NAT rewrote {len(changed)} of {len(known)} ports seen by peers at "
+        f"{len(observer_ips)} IPs ({', '.join(changed[:4])}): the address one peer sees is "
+        "not one another can predict",
         rows,
     )
 
@@ -301,10 +333,14 @@ def diagnose_paths(
     for addr in [*known_addrs, *latest]:
         if "/p2p-circuit" in addr and addr not in relays.get(_relay_of(addr), []):
             relays.setdefault(_relay_of(addr), []).append(addr)
+    open_via = {_relay_of(c.remote_addr or ""): c for c in open_relayed}
     for relay, addrs in relays.items():
         tried_here = [latest[a] for a in addrs if a in latest]
         via = f"relay {relay}"
-        if tried_here:
+        if relay in open_via and not any(t.outcome == "connected" for t in tried_here):
+            circuit = f"{open_via[relay].direction} circuit"
+            paths.append(("relayed", via, True, "open", float("nan"), circuit))
+        elif tried_here:
             best = next((t for t in tried_here if t.outcome == "connected"), tried_here[-1])
             paths.append(("relayed", via, True, best.outcome, best.ms, best.error or ""))
         else:

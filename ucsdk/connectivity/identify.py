@@ -58,9 +58,10 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
-from ucsdk._conn import close_quietly, connection_of
+from ucsdk._conn import close_quietly, connection_of, is_relayed, local_port, remote_address
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
+from ucsdk.config import transport_of
 from ucsdk.connectivity.addressbook import AddressBook
 from ucsdk.connectivity.connections import ConnectionTracker, OpenConnection
 from ucsdk.connectivity.peertable import PeerTable
@@ -195,12 +196,26 @@ class IdentifyService(Service):
                 # Over a relay, the peer sees the relay's end of the pipe, not us.
                 direct = [c for c in self._connections.of_peer(record.peer_id) if not c.relayed]
                 if direct and "/p2p-circuit" not in observed:
-                    self._addresses.observe(record.peer_id, direct[0].remote_addr, observed)
+                    self._addresses.observe(
+                        record.peer_id,
+                        direct[0].remote_addr,
+                        observed,
+                        local_port=self._local_port(peer_id, observed),
+                    )
         self._recorder.record("identified", record.peer_id, record.agent_version or "")
         for listener in self.listeners:
             result = listener(peer_id, record)
             if inspect.isawaitable(result):
                 await result
+
+    def _local_port(self, peer_id: ID, observed: str) -> int | None:
+        """Our port on the direct connection to ``peer_id`` of ``observed``'s transport:
+        the port a NAT in between translated into the one the peer saw."""
+        kind = transport_of(observed)
+        for conn in self.host.get_network().connections.get(peer_id, []):
+            if not is_relayed(conn) and transport_of(str(remote_address(conn))) == kind:
+                return local_port(conn)
+        return None
 
     def _bounded(self, message: Identify, peer: str) -> Identify:
         """``message`` within bounds: strings cut to ``MAX_STRING``, protocol ids over

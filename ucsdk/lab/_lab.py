@@ -76,6 +76,9 @@ NODE_DEFAULTS: dict[str, Any] = {
     # Every public lab host is in 203.0.113.0/24, one IP group: AutoNAT servers there
     # count as distinct networks only with this lowered the same way.
     "autonat_min_groups": 1,
+    # A host's loopback and private addresses are its own: AutoNAT v2 servers elsewhere in
+    # the lab must not be asked to dial them (the development preset allows it).
+    "autonat_v2_allow_private": False,
     "listen_addrs": [
         f"/ip4/0.0.0.0/tcp/{LIBP2P_PORT}",
         f"/ip4/0.0.0.0/udp/{LIBP2P_PORT}/quic-v1",

@@ -60,6 +60,8 @@ MAX_ADDRS = 16
 MAX_TRACKED_ADDRS = 64
 """Addresses whose checks are kept for :meth:`AutoNATv2.reachability` (oldest go first)."""
 MAX_SERVERS_PER_ADDR = 8
+MIN_ROUND_GAP = 10.0
+"""Seconds between two rounds of checks started by a wake-up (a new server appeared)."""
 DIAL_DATA_CHUNK = 4096
 DIAL_DATA_MIN, DIAL_DATA_MAX = 30_000, 100_000
 """What a server asks for before dialling an IP other than the requester's (spec: 30-100 kB)."""
@@ -369,6 +371,11 @@ class AutoNATv2(Service):
             assert self._wake is not None
             with trio.move_on_after(wait):
                 await self._wake.wait()
+                # Woken early (a new server): not sooner than MIN_ROUND_GAP after the last
+                # round. A server that dials back from its own identity makes a new
+                # connection, identify and a wake-up per check: without the gap, each
+                # round would start the next.
+                await trio.sleep(MIN_ROUND_GAP)
             self._wake = trio.Event()
 
     def reachability(self) -> list[dict[str, Any]]:
@@ -547,9 +554,11 @@ class AutoNATv2(Service):
         except Exception:
             self.dropped["malformed"] += 1
             return
-        if msg.WhichOneof("msg") != "dialRequest" or not msg.dialRequest.HasField("nonce"):
+        if msg.WhichOneof("msg") != "dialRequest":
             self.dropped["wrong_type"] += 1
             return
+        # A nonce of 0 is not on the wire at all where the sender encodes the spec's
+        # proto3 message: an absent nonce is 0.
         conn = connection_of(self.host, stream)
         remote = remote_address(conn)
         if remote is None or is_relayed(conn) or "/p2p-circuit" in str(remote):

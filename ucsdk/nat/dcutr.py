@@ -66,6 +66,7 @@ from ucsdk._conn import close_quietly, connection_of, is_relayed
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
+from ucsdk.config import transport_of
 from ucsdk.proto import HolePunch
 
 logger = logging.getLogger("UniversalConnectivity.dcutr")
@@ -74,6 +75,8 @@ DCUTR_PROTOCOL = TProtocol("/libp2p/dcutr")
 CONNECT, SYNC = 100, 300
 MAX_MESSAGE = 4096
 MAX_ATTEMPTS = 3
+MAX_UNILATERAL_ADDRS = 4
+"""Public addresses of the peer tried, one after another, before the hole punch."""
 STREAM_TIMEOUT = 10.0
 MAX_INBOUND = 8
 """DCUtR exchanges answered at once, in total (one per peer at a time)."""
@@ -428,6 +431,72 @@ class DCUtR(Service):
             self._active.discard(key)
 
     async def _drive(self, peer: ID, key: str, relay: str | None, started: float) -> bool:
+        """The hole punch, and beside it a plain dial of the peer's public addresses: a
+        peer that is public (or port-forwarded) is reached by that dial at once, even when
+        this node's NAT would defeat the punch; a NATed one costs the dial nothing but a
+        refused or unanswered connection while the punch goes on."""
+        known = [str(a) for a in self.host.get_peerstore().addrs(peer)]
+        public = [
+            a
+            for a in known
+            if "/p2p-circuit" not in a and _tcp_targets([a]) and _public_ip(a.split("/")[2])
+        ][:MAX_UNILATERAL_ADDRS]
+        dialled: list[str] = []
+        punched = False
+        async with trio.open_nursery() as nursery:
+            punch_scope = trio.CancelScope()
+
+            async def unilateral() -> None:
+                addr = await self._dial_public(peer, key, public)
+                if addr is not None:
+                    dialled.append(addr)
+                    punch_scope.cancel()
+
+            if public:
+                nursery.start_soon(unilateral)
+            with punch_scope:
+                punched = await self._punch(peer, key, relay, started)
+            nursery.cancel_scope.cancel()
+        if punched or not dialled:
+            return punched
+        self._record(
+            HolePunchResult(
+                utcnow(),
+                key,
+                relay,
+                "initiator",
+                transport_of(dialled[0]) or "tcp",
+                0,
+                None,
+                round((time.perf_counter() - started) * 1000, 1),
+                "direct_dial",
+                f"the peer was reachable directly at {dialled[0]}",
+                tuple(public),
+                (),
+            )
+        )
+        self._after_success(peer)
+        return True
+
+    async def _dial_public(self, peer: ID, key: str, public: list[str]) -> str | None:
+        """Dial ``public`` one after another, each on a new connection (py-libp2p's
+        ``dial_peer`` hands back the relayed connection instead); the address that
+        connected, or ``None`` within ``dial_timeout``."""
+        network: Any = self.host.get_network()
+        with trio.move_on_after(self.dial_timeout):
+            for addr in public:
+                unblock = getattr(network, "unblock_peer", None)
+                if callable(unblock):
+                    unblock(peer)
+                try:
+                    await network.dial_addr(multiaddr.Multiaddr(addr), peer)
+                except Exception as exc:
+                    logger.debug("DCUtR: direct dial to %s at %s failed: %s", key, addr, exc)
+                    continue
+                return addr
+        return None
+
+    async def _punch(self, peer: ID, key: str, relay: str | None, started: float) -> bool:
         used = "tcp" if "tcp" in self.transports else "quic"
 
         def done(
@@ -459,24 +528,6 @@ class DCUtR(Service):
                 self._after_success(peer)
             return ok
 
-        # 1. Unilateral upgrade: A advertises a public address we can just dial.
-        known = [str(a) for a in self.host.get_peerstore().addrs(peer)]
-        public = [
-            a
-            for a in known
-            if "/p2p-circuit" not in a and _tcp_targets([a]) and _public_ip(a.split("/")[2])
-        ]
-        if public:
-            try:
-                with trio.fail_after(self.dial_timeout):
-                    unblock = getattr(self.host.get_network(), "unblock_peer", None)
-                    if callable(unblock):
-                        unblock(peer)
-                    await self.host.get_network().dial_peer(peer)  # type: ignore[attr-defined]
-            except Exception as exc:
-                logger.debug("DCUtR: unilateral dial to %s failed: %s", key, exc)
-            if self._direct(peer):
-                return done("direct_dial", "the peer was reachable directly", 0, remote=public)
         # 2. The protocol, on the relayed connection.
         if not self._relayed(peer):
             return done("error", "no relayed connection to upgrade", 0)

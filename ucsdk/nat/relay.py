@@ -47,7 +47,14 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from ucsdk import errors
-from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_address
+from ucsdk._conn import (
+    close_quietly,
+    connection_of,
+    ip_of,
+    is_relayed,
+    remote_address,
+    socket_ip,
+)
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, encode_uvarint, read_delimited, write_delimited
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
@@ -935,36 +942,6 @@ class CircuitRelayClient(_RelayService):
             await write_delimited(
                 stream, StopMessage(type=STOP_STATUS, status=status).SerializeToString()
             )
-
-
-_SOCKET_PATH = ("muxed_conn", "secured_conn", "conn", "stream", "_ws", "_stream", "socket")
-
-
-def socket_ip(conn: Any) -> str | None:
-    """The peer's IP from the socket under a connection, where py-libp2p reports none.
-
-    py-libp2p gives WebSocket connections no transport address; the TCP socket under the
-    trio-websocket connection knows its peer. ``None`` if there is no such socket.
-    """
-    frontier = [conn] if conn is not None else []
-    for _ in range(10):
-        found = []
-        for obj in frontier:
-            peername = getattr(obj, "getpeername", None)
-            if callable(peername):
-                with contextlib.suppress(Exception):
-                    address = peername()
-                    if isinstance(address, tuple) and address and address[0]:
-                        return str(address[0])
-            for name in _SOCKET_PATH:
-                with contextlib.suppress(Exception):
-                    child = getattr(obj, name, None)
-                    if child is not None:
-                        found.append(child)
-        if not found:
-            return None
-        frontier = found[:8]
-    return None
 
 
 async def _close_muxed(swarm: Any, muxed: Any) -> None:
