@@ -39,6 +39,7 @@ def _expected_services(config: ucsdk.ConnectivityConfig) -> list[str]:
         ("relay_client", config.enable_relay_client),
         ("dcutr", config.enable_dcutr),
         ("autonat", config.enable_autonat),
+        ("autonat_v2", config.enable_autonat and config.enable_autonat_v2),
         ("mdns", config.enable_mdns),
     ]
     return ["manager", "identify", "dialer", "nat", *[name for name, on in optional if on]]

@@ -343,7 +343,7 @@ class UniversalConnectivityManager(Service):
             )
             await supervisor.start("autonat", autonat)
             self.autonat = self.nat.autonat = autonat
-        if cfg.enable_autonat_v2:
+        if cfg.enable_autonat and cfg.enable_autonat_v2:  # enable_autonat=False: none at all
             autonat_v2 = AutoNATv2(
                 host,
                 serve=cfg.autonat_server,
@@ -723,10 +723,11 @@ class UniversalConnectivityManager(Service):
         """Run an AutoNAT v2 round now (every candidate address with the connected
         servers), then :meth:`reachability`."""
         if self.autonat_v2 is None:
+            name = "enable_autonat" if not self.config.enable_autonat else "enable_autonat_v2"
             raise errors.ConfigError(
-                "enable_autonat_v2",
-                self.config.enable_autonat_v2,
-                "True to check addresses with AutoNAT v2",
+                name,
+                getattr(self.config, name),
+                "True to check addresses with AutoNAT v2 (it needs enable_autonat too)",
             )
         await self.autonat_v2.check_all()
         return self.reachability()

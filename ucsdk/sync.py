@@ -561,7 +561,7 @@ class Node:
         ``servers`` (verdicts), ``last_checked``.
 
         >>> from ucsdk import Node
-        >>> with Node(preset="development", enable_mdns=False) as node:
+        >>> with Node.development(enable_mdns=False) as node:
         ...     list(node.reachability().columns)
         ['addr', 'status', 'confidence', 'servers', 'last_checked', 'protocol']
         """
@@ -576,7 +576,7 @@ class Node:
         punching; shown as a table in a notebook).
 
         >>> from ucsdk import Node
-        >>> with Node(preset="development", enable_mdns=False) as node:
+        >>> with Node.development(enable_mdns=False) as node:
         ...     node.nat_type().type in ("none", "unknown")
         True
         """
@@ -595,7 +595,7 @@ class Node:
         to end; otherwise it explains from what the node saw.
 
         >>> from ucsdk import Node, errors
-        >>> with Node(preset="development", enable_mdns=False) as node:
+        >>> with Node.development(enable_mdns=False) as node:
         ...     try:
         ...         node.diagnose("12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
         ...     except errors.PeerNotFound as exc:
