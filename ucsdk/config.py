@@ -214,8 +214,8 @@ class ConnectivityConfig:
     autonat_server_read_timeout: float = 5.0
     # AutoNAT v2 (per-address checks, nonce-verified dial-back; only with enable_autonat):
     # ask about each address (every autonat_query_interval, from autonat_boot_delay) and,
-    # with autonat_server, serve others. Private and loopback addresses are checked and dialled only with
-    # autonat_v2_allow_private (a lab or a LAN; never on the internet).
+    # with autonat_server, serve others. Private and loopback addresses are checked and
+    # dialled only with autonat_v2_allow_private (a lab or a LAN; never on the internet).
     enable_autonat_v2: bool = True
     autonat_v2_allow_private: bool = False
     # Callbacks
