@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import secrets
@@ -78,6 +79,11 @@ PUBLISH_WAIT = 10.0
 """Seconds :meth:`CheckedPubsub.publish_message` waits for room in a full outbound queue."""
 
 MessageIdFn = Callable[[Any], bytes]
+
+_HELLO_TOPICS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "ucsdk_hello_topics", default=None
+)
+"""The topics the hello packet being sent named, in the task sending it (one per peer)."""
 
 
 def _from_and_seqno(msg: Any) -> bytes:
@@ -161,7 +167,13 @@ class CheckedPubsub(Pubsub):
         self.validation_cache = LruValidationCache(cache.ttl, cache.max_size)
 
     # ------------------------------------------------------------- peers' tasks
+    def get_hello_packet(self) -> rpc_pb2.RPC:
+        packet = super().get_hello_packet()
+        _HELLO_TOPICS.set(frozenset(sub.topicid for sub in packet.subscriptions))
+        return packet
+
     async def _handle_new_peer(self, peer_id: ID) -> None:
+        _HELLO_TOPICS.set(None)
         try:
             await super()._handle_new_peer(peer_id)
         except StreamFailure as exc:
@@ -186,11 +198,26 @@ class CheckedPubsub(Pubsub):
 
             queue.push = counted_push  # type: ignore[method-assign]
             queue._ucsdk_counted = True  # type: ignore[attr-defined]
+        self._announce_missed(peer_id, _HELLO_TOPICS.get())
         if peer_id in self.peers and not self._peer_is_connected(peer_id):
             # The peer left while py-libp2p was adding it: its dead-peer handling ran
             # before the peer was in ``peers`` and did nothing, and the peer's sending task
             # would wait on its queue for ever. Handle the departure again, now.
             self._handle_dead_peer(peer_id)
+
+    def _announce_missed(self, peer_id: ID, hello: frozenset[str] | None) -> None:
+        """py-libp2p writes the hello (this node's topics) before it adds the peer to
+        ``peers``; a topic joined or left during that write was announced to every peer
+        but this one, which then never learnt of it. Tell it now."""
+        queue = self.peer_queues.get(peer_id)
+        if hello is None or queue is None:
+            return
+        now = set(self.topic_ids)
+        changes = [(t, True) for t in sorted(now - hello)]
+        changes += [(t, False) for t in sorted(hello - now)]
+        for topic, subscribe in changes:
+            packet, subopt = self._build_announce_rpc(topic, subscribe=subscribe)
+            self._enqueue_or_retry_announce(peer_id, queue, packet, subopt)
 
     async def _replay_recent_messages(self, peer_id: ID, topic: str) -> None:
         # A replay writes to the peer's stream; to a peer that stopped reading, it would
