@@ -9,6 +9,9 @@ What ucsdk changes from ``libp2p.new_host()``'s defaults, and why (each is teste
   manager retries where that makes sense, e.g. bootstrap peers, with back-off);
 * one connection per peer is dialled: with more, py-libp2p waits a 250 ms happy-eyeballs
   delay on every first connect even when the first address answers at once;
+* a Noise message's write is whole: a task cancelled after it encrypted a message still
+  sends it (py-libp2p's cancelled writes spent a nonce, or sent half a message, and the
+  peer then closed the connection with every stream on it; see ``ucsdk._noise``);
 * the ``libp2p`` logger propagates again (``import libp2p`` turns that off), so the
   user's logging configuration sees py-libp2p's records.
 
@@ -47,6 +50,7 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from ucsdk._noise import whole_noise_writes
 from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
@@ -210,6 +214,7 @@ def guard_stream_handlers(host: IHost) -> GuardedStreams:
 def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     """Create (but do not start) a host with ucsdk's transport and security choices."""
     restore_libp2p_logging()
+    whole_noise_writes()
     listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
     security = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
