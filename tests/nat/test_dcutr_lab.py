@@ -87,7 +87,11 @@ def test_the_seed_flow_dial_peer_ends_direct(lab_required: None) -> None:
         # The relayed leg closes after a short grace period.
         assert wait_until(lambda: a.node.metrics().relay_connections == 0, 10)
         metrics = a.node.metrics()
-        assert metrics.direct_connections == 2  # the relay and b
+        # The relay and b (a lost relay connection once: see ucsdk._noise).
+        assert metrics.direct_connections == 2, (
+            a.node.connections().to_string(),
+            a.node.events().tail(30).to_string(),
+        )
         assert metrics.total_connections_established >= 3  # relay, relayed b, direct b
         events = a.node.events()
         kinds = list(events["kind"])
