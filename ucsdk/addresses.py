@@ -198,3 +198,20 @@ def rank_scopes(addrs: list[str]) -> list[str]:
     """
     order = {"public": 0, "circuit": 1, "private": 2, "loopback": 3}
     return sorted(addrs, key=lambda a: order[scope_of(a)])
+
+
+def parse_circuit(addr: str) -> tuple[str, str, str | None]:
+    """``(relay transport address, relay id, target id or None)`` of a circuit address.
+
+    Example:
+        >>> parse_circuit("/ip4/1.2.3.4/tcp/1/p2p/R/p2p-circuit/p2p/T")
+        ('/ip4/1.2.3.4/tcp/1', 'R', 'T')
+    """
+    if "/p2p-circuit" not in addr:
+        raise errors.InvalidMultiaddr(addr, "not a /p2p-circuit address")
+    before, _, after = addr.partition("/p2p-circuit")
+    if "/p2p/" not in before:
+        raise errors.InvalidMultiaddr(addr, "the relay's /p2p/<id> is missing")
+    relay_addr, _, relay_id = before.rpartition("/p2p/")
+    target = after.split("/p2p/", 1)[1] if "/p2p/" in after else None
+    return relay_addr, relay_id, target or None

@@ -786,6 +786,15 @@ class Node:
 
         return widgets.show(self, **options)
 
+    def graph(self, *, refresh: float = 1.0) -> Any:
+        """A live picture of this node's connections (a :class:`ucsdk.widgets.LiveGraph`):
+        peers around the node, direct links solid, relayed ones dashed through the relay,
+        coloured by transport. It redraws at most every ``refresh`` seconds while the node
+        runs; ``.graph`` is the last picture (``.graph.save("x.svg")``)."""
+        from ucsdk import widgets
+
+        return widgets.LiveGraph(lambda: widgets.node_graph_of(self), refresh=refresh, owner=self)
+
     def __repr__(self) -> str:
         if self._stopped:
             return f"<ucsdk.Node {self.peer_id} stopped>"

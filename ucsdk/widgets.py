@@ -43,7 +43,8 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from ucsdk import errors, frames
+from ucsdk import errors, frames, graph
+from ucsdk.graph import NetworkGraph
 from ucsdk.metrics import ConnectivityMetrics
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -206,7 +207,97 @@ def service_list(services: pd.DataFrame) -> str:
     return "".join(lines)
 
 
-class NodeDashboard(widgets.VBox):
+def success_rate(metrics: ConnectivityMetrics) -> str:
+    """DCUtR's success rate as the dashboard shows it: "—" before any attempt.
+
+    Example:
+        >>> success_rate(ConnectivityMetrics())
+        '— (no hole punch yet)'
+        >>> success_rate(ConnectivityMetrics(dcutr_attempts=4, dcutr_successes=3,
+        ...                                  dcutr_success_rate=0.75))
+        '75% of 4 attempts'
+    """
+    if not metrics.dcutr_attempts:
+        return "— (no hole punch yet)"
+    return f"{metrics.dcutr_success_rate:.0%} of {metrics.dcutr_attempts} attempts"
+
+
+def service_alerts(services: pd.DataFrame) -> str:
+    """A red line naming each failed or restarting service, or nothing when all run.
+
+    Example:
+        >>> frame = pd.DataFrame([{"name": "mdns", "state": "failed", "last_error": "no"},
+        ...                       {"name": "dht", "state": "running", "last_error": None}])
+        >>> "mdns" in service_alerts(frame), "dht" in service_alerts(frame)
+        (True, False)
+    """
+    if not len(services):
+        return ""
+    bad = services[services["state"].isin(_ALERT_STATES)]
+    if not len(bad):
+        return ""
+    names = ", ".join(
+        f"{html.escape(str(r.name))} ({html.escape(str(r.state))})"
+        for r in bad.itertuples(index=False)
+    )
+    return (
+        f"<div class='ucsdk-alert' style='background:{_ALERT_COLOUR};color:white;"
+        f"padding:4px 8px;border-radius:4px'>⚠ not working: {names}</div>"
+    )
+
+
+class _Follower:
+    """A background thread that redraws a view from its node at a bounded rate: the
+    only writer of the view's widgets. ``refresh()`` asks for a redraw now and waits."""
+
+    _thread: threading.Thread
+
+    def _follow(self, name: str) -> None:
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._drawn = threading.Condition()
+        self._ticks = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:  # pragma: no cover - each view has its own
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """Whether the view still follows its node."""
+        return self._thread.is_alive()
+
+    def refresh(self, timeout: float = 5.0) -> bool:
+        """Redraw now (from the view's thread) and wait for it; ``False`` if it had
+        stopped or did not redraw within ``timeout`` seconds. Useful as a notebook's last
+        cell, so that the saved notebook shows the final state."""
+        with self._drawn:
+            if not self._thread.is_alive():
+                return False
+            target = self._ticks + 1
+            self._wake.set()
+            return (
+                self._drawn.wait_for(
+                    lambda: self._ticks >= target or not self._thread.is_alive(), timeout
+                )
+                and self._ticks >= target
+            )
+
+    def _tick(self) -> None:
+        with self._drawn:
+            self._ticks += 1
+            self._drawn.notify_all()
+
+    def _stop_following(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+
+class NodeDashboard(_Follower, widgets.VBox):
     """A live dashboard of a node (a :class:`ucsdk.Node` or a lab node) for Jupyter.
 
     ``NodeDashboard(node, refresh=0.5, max_events=12, max_peers=50)``: ``refresh`` is the
@@ -257,6 +348,8 @@ class NodeDashboard(widgets.VBox):
         self.service_list = self._html("ucsdk-services")
         self.metrics_table = self._html("ucsdk-metrics")
         self.peer_table = self._html("ucsdk-peers")
+        self.graph_view = self._html("ucsdk-graph")
+        self.alerts = self._html("ucsdk-alerts")
         self.traversal = self._html("ucsdk-traversal")
         self.event_log = self._html("ucsdk-events")
         self.status = self._html("ucsdk-status")
@@ -277,6 +370,7 @@ class NodeDashboard(widgets.VBox):
         parts: list[widgets.Widget] = [
             widgets.HTML(_CSS),
             widgets.HBox([self.identity, self.nat]),
+            self.alerts,
             self.counts,
             widgets.HBox([self.address, self.connect_button]),
             widgets.HBox([self.ping_target, self.ping_button]),
@@ -285,6 +379,8 @@ class NodeDashboard(widgets.VBox):
             self.service_list,
             widgets.HTML("<h4>Metrics</h4>"),
             self.metrics_table,
+            widgets.HTML("<h4>Connections</h4>"),
+            self.graph_view,
             widgets.HTML("<h4>Peers</h4>"),
             self.peer_table,
         ]
@@ -294,15 +390,8 @@ class NodeDashboard(widgets.VBox):
         super().__init__(parts)
         self.add_class("ucsdk-dashboard")
         self._actions: queue.Queue[tuple[str, Callable[[], str]]] = queue.Queue()
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._drawn = threading.Condition()
-        self._ticks = 0
         self._draw(self._read())
-        self._thread = threading.Thread(
-            target=self._loop, name=f"ucsdk-dashboard-{node.peer_id[-8:]}", daemon=True
-        )
-        self._thread.start()
+        self._follow(f"ucsdk-dashboard-{node.peer_id[-8:]}")
         hooks = getattr(node, "_stop_hooks", None)
         if hooks is not None:
             hooks.append(self._node_stopped)
@@ -314,37 +403,12 @@ class NodeDashboard(widgets.VBox):
         return part
 
     # ------------------------------------------------------------------ public
-    @property
-    def running(self) -> bool:
-        """Whether the dashboard still follows its node."""
-        return self._thread.is_alive()
-
-    def refresh(self, timeout: float = 5.0) -> bool:
-        """Redraw now (from the dashboard's thread) and wait for it; ``False`` if it had
-        stopped or did not redraw within ``timeout`` seconds. Useful as a notebook's last
-        cell, so that the saved notebook shows the final state."""
-        with self._drawn:
-            if not self._thread.is_alive():
-                return False
-            target = self._ticks + 1
-            self._wake.set()
-            return (
-                self._drawn.wait_for(
-                    lambda: self._ticks >= target or not self._thread.is_alive(), timeout
-                )
-                and self._ticks >= target
-            )
-
     def close(self) -> None:
         """Stop following the node and close the dashboard's widgets."""
         if not hasattr(self, "_closing"):  # __init__ refused its arguments
             super().close()
             return
-        self._closing.set()
-        self._wake.set()
-        thread = getattr(self, "_thread", None)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        self._stop_following()
         hooks = getattr(getattr(self, "node", None), "_stop_hooks", [])
         if self._node_stopped in hooks:
             hooks.remove(self._node_stopped)
@@ -388,11 +452,6 @@ class NodeDashboard(widgets.VBox):
             self._draw(snapshot)
             self._tick()
         self._tick()
-
-    def _tick(self) -> None:
-        with self._drawn:
-            self._ticks += 1
-            self._drawn.notify_all()
 
     def _run_actions(self) -> None:
         while True:
@@ -468,6 +527,8 @@ class NodeDashboard(widgets.VBox):
         self._set(self.nat, nat_badge(m.nat_status, m.nat_confidence))
         self._set(self.counts, f"<b>connections</b>: {connection_counts(s.connections)}")
         self._set(self.service_list, service_list(s.services))
+        self._set(self.alerts, service_alerts(s.services))
+        self._set(self.graph_view, graph.node_graph(s.peer_id, s.connections).to_svg())
         values = m.to_dict()
         rows = "".join(
             f"<tr><th>{name}</th><td class='ucsdk-metric-{name}'>{_cell(values[name])}</td></tr>"
@@ -511,9 +572,90 @@ class NodeDashboard(widgets.VBox):
             )
             + "<b>hole punches (DCUtR)</b>"
             + html_table(s.hole_punches, HOLE_PUNCH_COLUMNS, "ucsdk-holepunch-table", "none yet")
-            + f"<div>success rate {s.metrics.dcutr_success_rate:.0%} of "
-            f"{s.metrics.dcutr_attempts} attempts</div>"
+            + f"<div class='ucsdk-success-rate'>success rate {success_rate(s.metrics)}</div>"
         )
+
+
+class LiveGraph(_Follower, widgets.HTML):
+    """A network graph that follows its source: ``read()`` returns a
+    :class:`ucsdk.graph.NetworkGraph` and is called at most every ``refresh`` seconds from
+    the view's thread; the SVG is re-sent only when the picture changed. What
+    ``node.graph()`` and ``lab.graph()`` return. ``graph`` is the picture last drawn;
+    ``close()`` stops the thread, and so does its node stopping.
+
+    Example:
+        >>> import ucsdk
+        >>> with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+        ...     view = a.graph(refresh=0.2)
+        ...     _ = a.connect(b.addrs[0])
+        ...     _ = view.refresh()
+        ...     view.graph.counts()["direct"], b.peer_id in view.value
+        (1, True)
+        >>> view.running
+        False
+    """
+
+    def __init__(
+        self, read: Callable[[], NetworkGraph], *, refresh: float = 1.0, owner: Any = None
+    ) -> None:
+        numeric = isinstance(refresh, (int, float)) and not isinstance(refresh, bool)
+        if not numeric or not refresh >= MIN_REFRESH:
+            raise errors.InvalidInput("refresh", refresh, f"seconds, at least {MIN_REFRESH}")
+        super().__init__()
+        self.add_class("ucsdk-graph-view")
+        self._read = read
+        self._owner = owner
+        self.refresh_period = float(refresh)
+        self.redraws = 0
+        self.graph: NetworkGraph = read()
+        self.value = self.graph.to_svg()
+        name = getattr(owner, "peer_id", None) or getattr(owner, "name", "lab")
+        self._follow(f"ucsdk-graph-{str(name)[-8:]}")
+        hooks = getattr(owner, "_stop_hooks", None)
+        if hooks is not None:
+            hooks.append(self._owner_stopped)
+
+    def close(self) -> None:
+        """Stop following and close the widget."""
+        if hasattr(self, "_closing"):
+            self._stop_following()
+            hooks = getattr(self._owner, "_stop_hooks", [])
+            if self._owner_stopped in hooks:
+                hooks.remove(self._owner_stopped)
+        super().close()
+
+    def _owner_stopped(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(self.refresh_period)
+            self._wake.clear()
+            if self._closing.is_set() or not getattr(self._owner, "running", True):
+                break
+            try:
+                graph = self._read()
+            except errors.NodeStopped:
+                break
+            except errors.UcsdkError as exc:
+                logger.debug("graph view: %s", exc)
+                self._tick()
+                continue
+            svg = graph.to_svg()
+            self.graph = graph
+            if svg != self.value:
+                self.value = svg
+                self.redraws += 1
+            self._tick()
+        self._tick()
+
+
+def node_graph_of(node: Any) -> NetworkGraph:
+    """``node``'s connections as a :class:`ucsdk.graph.NetworkGraph` (read now)."""
+    return graph.node_graph(node.peer_id, node.connections())
 
 
 def dashboard(node: Any, **options: Any) -> NodeDashboard:

@@ -30,9 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from ucsdk import errors
+from ucsdk import errors, graph
 from ucsdk.connectivity.diagnosis import Diagnosis, NatReport
 from ucsdk.diagnostics import ResourceUsage
+from ucsdk.graph import NetworkGraph
 from ucsdk.lab import net
 from ucsdk.lab.nat import NatType, router_ruleset
 from ucsdk.lab.rpc import read_frame, write_frame
@@ -406,6 +407,12 @@ class LabNode:
         from ucsdk import widgets
 
         return widgets.show(self, **options)
+
+    def graph(self, *, refresh: float = 1.0) -> Any:
+        """A live picture of this lab node's connections (see :meth:`ucsdk.Node.graph`)."""
+        from ucsdk import widgets
+
+        return widgets.LiveGraph(lambda: widgets.node_graph_of(self), refresh=refresh, owner=self)
 
     def resources(self, detail: bool = False, *, timeout: float | None = 30.0) -> ResourceUsage:
         """The node process's open fds, threads, trio tasks and resident memory (see
@@ -882,6 +889,34 @@ class Lab:
                 "loss_percent",
             ],
         )
+
+    @property
+    def running(self) -> bool:
+        """Whether the lab is built and not yet stopped."""
+        return self._started and not self._closed
+
+    def network_graph(self, *, timeout: float | None = 10.0) -> NetworkGraph:
+        """The lab as a picture (read now): the internet, public hosts, each NATed host
+        behind its router(s) labelled with the NAT type, and the connections between lab
+        nodes, direct ones solid and relayed ones dashed through the relay. See
+        :mod:`ucsdk.graph`; ``.save("lab.svg")`` writes it."""
+        connections = {}
+        for h in list(self._hosts.values()):
+            handle = h.node_handle
+            if handle is not None and handle.running:
+                try:
+                    connections[h.name] = handle.connections(timeout=timeout)
+                except errors.UcsdkError as exc:
+                    logger.debug("lab graph: %s: %s", h.name, exc)
+        return graph.lab_graph(self.hosts(), connections, title=f"NAT lab {self.name}")
+
+    def graph(self, *, refresh: float = 1.0) -> Any:
+        """A live :meth:`network_graph` (a :class:`ucsdk.widgets.LiveGraph`): it redraws
+        at most every ``refresh`` seconds while the lab runs, so a hole punch shows as a
+        dashed link turning solid."""
+        from ucsdk import widgets
+
+        return widgets.LiveGraph(self.network_graph, refresh=refresh, owner=self)
 
     def nat_table(self, host: LabHost | str) -> pd.DataFrame:
         """The conntrack table of the NAT router(s) in front of ``host``: which inside

@@ -57,6 +57,7 @@ from ucsdk._conn import (
 )
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, encode_uvarint, read_delimited, write_delimited
+from ucsdk.addresses import parse_circuit
 from ucsdk.proto import Envelope, HopMessage, StopMessage, Voucher
 from ucsdk.protocols import ping_rtts
 
@@ -171,23 +172,6 @@ def circuit_addr(relay_addr: str, relay_id: str, target: str | None = None) -> s
     base = relay_addr.split("/p2p/")[0]
     out = f"{base}/p2p/{relay_id}/p2p-circuit"
     return f"{out}/p2p/{target}" if target else out
-
-
-def parse_circuit(addr: str) -> tuple[str, str, str | None]:
-    """``(relay transport address, relay id, target id or None)`` of a circuit address.
-
-    Example:
-        >>> parse_circuit("/ip4/1.2.3.4/tcp/1/p2p/R/p2p-circuit/p2p/T")
-        ('/ip4/1.2.3.4/tcp/1', 'R', 'T')
-    """
-    if "/p2p-circuit" not in addr:
-        raise errors.InvalidMultiaddr(addr, "not a /p2p-circuit address")
-    before, _, after = addr.partition("/p2p-circuit")
-    if "/p2p/" not in before:
-        raise errors.InvalidMultiaddr(addr, "the relay's /p2p/<id> is missing")
-    relay_addr, _, relay_id = before.rpartition("/p2p/")
-    target = after.split("/p2p/", 1)[1] if "/p2p/" in after else None
-    return relay_addr, relay_id, target or None
 
 
 # ---------------------------------------------------------------- server
