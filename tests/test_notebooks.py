@@ -64,6 +64,20 @@ def _cells(notebook: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
     }
 
 
+def _has_png(cell: nbformat.NotebookNode) -> bool:
+    """Whether the cell shows a picture (a figure from ucsdk.plots)."""
+    return any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
+def _counts(cell: nbformat.NotebookNode) -> dict[str, int]:
+    """A ``graph.counts()`` cell's value."""
+    import ast
+
+    value = ast.literal_eval(_text(cell).strip())
+    assert isinstance(value, dict), value
+    return value
+
+
 def _widget_values(notebook: nbformat.NotebookNode) -> list[str]:
     """The ``value`` of every widget in the widget state nbclient saved."""
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
@@ -77,6 +91,10 @@ def _check_discovery(notebook: nbformat.NotebookNode) -> None:
     assert pivot.count("pubsub") >= 5 * 4, pivot  # each n-node found the 4 others by pubsub
     mdns = _text(cells['quiet = {"enable_pubsub_discovery": False, "mdns_query_interval": 1.0}'])
     assert "mdns" in mdns, mdns
+    # n0's picture: itself and a direct link to each node it holds a connection to.
+    counts = _counts(cells["view.graph.counts()"])
+    assert counts["direct"] >= counts["nodes"] - 1 >= 1 and counts["relayed"] == 0, counts
+    assert _has_png(cells["ucsdk.plots.metrics(nodes[0].metrics_history(), ["]), "no metrics plot"
 
 
 def _check_lab(notebook: nbformat.NotebookNode) -> None:
@@ -90,6 +108,18 @@ def _check_lab(notebook: nbformat.NotebookNode) -> None:
     rates = _text(cells["trials = pd.concat("])
     assert "port_restricted" in rates and "symmetric" in rates and "double" in rates, rates
     assert "stopped)" in _text(cells["board.refresh()"])
+    # The lab picture: 5 hosts, their 5 routers (dave's two), the internet; cables; and
+    # at least alice–bob's direct link (the punch) among the live connections.
+    counts = _counts(cells["lab_view.refresh()"])
+    assert counts["nodes"] == 5 + 5 + 1 and counts["wire"] == 5 + 5, counts
+    assert counts["direct"] >= 1, counts
+    for first in (
+        "success_rates(trials).ucsdk.plot()",
+        "ucsdk.plots.time_to_direct(trials)",
+        "ucsdk.plots.rtt(trials)",
+    ):
+        assert _has_png(cells[first]), first
+    assert any("ucsdk-graph" in v and "ucsdk-edge-direct" in v for v in _widget_values(notebook))
     # bob's dashboard ended with the lab and shows its hole punches
     assert any("hole punches (DCUtR)" in v and "success" in v for v in _widget_values(notebook))
 
@@ -128,6 +158,12 @@ def _check_dashboard(notebook: nbformat.NotebookNode) -> None:
     metrics = next(v for v in values if "ucsdk-metric-active_connections" in v)
     assert "ucsdk-metric-total_connections_established'>0<" not in metrics
     assert _text(_cells(notebook)["board.refresh()"]).strip() == "True"
+    # a's picture: b, c (inbound) and d (if the box was used) around a, direct links.
+    counts = _counts(_cells(notebook)["view.refresh()"])
+    assert counts["direct"] >= 2 and counts["relayed"] == 0, counts
+    assert _has_png(_cells(notebook)["a.metrics_history().ucsdk.plot()"])
+    graphs = [v for v in values if "class='ucsdk-graph'" in v]
+    assert graphs and all("ucsdk-edge-direct" in g for g in graphs), graphs[:1]
 
 
 def _check_chat(notebook: nbformat.NotebookNode) -> None:

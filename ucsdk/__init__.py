@@ -8,7 +8,7 @@ Example:
     2
 """
 
-from ucsdk import errors, identity, lab
+from ucsdk import errors, graph, identity, lab, plots
 from ucsdk._service import ServiceHealth
 from ucsdk.addresses import AddressInfo
 from ucsdk.config import IPFS_BOOTSTRAP_PEERS, ConnectivityConfig
@@ -54,8 +54,10 @@ __all__ = [
     "Verdict",
     "__version__",
     "errors",
+    "graph",
     "identity",
     "lab",
+    "plots",
     "setup_universal_connectivity",
     "widgets",
 ]

@@ -218,11 +218,12 @@ def lab_graph(
         nodes.append(GraphNode(name, name, "host", detail))
         positions[name] = _at(angle, 0.44)
         previous = name
-        for depth, router in enumerate(reversed(routers)):
+        # routers[0] is the one in front of the host; a double NAT's second is further out.
+        for depth, router in enumerate(routers):
             rid = f"router:{router}"
-            label = nat if depth == len(routers) - 1 else "NAT"
+            label = nat if depth == 0 else "NAT"
             nodes.append(GraphNode(rid, label, "router", f"{router} ({nat})"))
-            positions[rid] = _at(angle, 0.34 - 0.1 * depth * (2 / max(len(routers), 2)))
+            positions[rid] = _at(angle, 0.35 - 0.08 * depth)
             edges.append(GraphEdge(previous, rid, "wire"))
             previous = rid
         edges.append(GraphEdge(previous, "internet", "wire"))

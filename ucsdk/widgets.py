@@ -43,7 +43,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from ucsdk import errors, frames, graph
+from ucsdk import errors, frames, graph, plots
 from ucsdk.graph import NetworkGraph
 from ucsdk.metrics import ConnectivityMetrics
 
@@ -51,6 +51,8 @@ logger = logging.getLogger("UniversalConnectivity")
 
 MIN_REFRESH = 0.2
 """The shortest refresh period: at most five redraws a second."""
+TREND_SAMPLES = 60
+"""Metrics-history samples a dashboard sparkline shows (the newest)."""
 
 SEED_METRICS = (
     "total_peers_discovered",
@@ -104,6 +106,7 @@ class _Snapshot:
     services: pd.DataFrame
     hole_punches: pd.DataFrame | None = None
     reservations: pd.DataFrame | None = None
+    history: pd.DataFrame | None = None
 
 
 def _cell(value: Any) -> str:
@@ -502,6 +505,7 @@ class NodeDashboard(_Follower, widgets.VBox):
             connections=node.connections(),
             events=node.events(),
             services=node.services(),
+            history=node.metrics_history(),
         )
         if self._traversal_on:
             snapshot.hole_punches = node.hole_punches()
@@ -531,7 +535,8 @@ class NodeDashboard(_Follower, widgets.VBox):
         self._set(self.graph_view, graph.node_graph(s.peer_id, s.connections).to_svg())
         values = m.to_dict()
         rows = "".join(
-            f"<tr><th>{name}</th><td class='ucsdk-metric-{name}'>{_cell(values[name])}</td></tr>"
+            f"<tr><th>{name}</th><td class='ucsdk-metric-{name}'>{_cell(values[name])}</td>"
+            f"<td>{self._trend(s.history, name)}</td></tr>"
             for name in SEED_METRICS
         )
         self._set(self.metrics_table, f"<table class='ucsdk-metrics-table'>{rows}</table>")
@@ -558,6 +563,16 @@ class NodeDashboard(_Follower, widgets.VBox):
             self.event_log,
             html_table(events, frames.EVENT_COLUMNS, "ucsdk-event-table", "—"),
         )
+
+    @staticmethod
+    def _trend(history: pd.DataFrame | None, name: str) -> str:
+        """A sparkline of the metric's values over its last :data:`TREND_SAMPLES` samples,
+        one point per change (an idle node's line stays the same, so nothing is re-sent)."""
+        if history is None or name not in history.columns or name == "last_updated":
+            return ""
+        values = pd.to_numeric(history[name].tail(TREND_SAMPLES), errors="coerce").dropna()
+        changes = values[values.ne(values.shift())]
+        return plots.sparkline(list(changes))
 
     @staticmethod
     def _traversal_html(s: _Snapshot) -> str:

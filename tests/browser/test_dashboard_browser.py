@@ -4,8 +4,10 @@ headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 The test connects the page's node to a node of its own by typing that node's address into
 the dashboard's box and clicking Connect; the click travels browser -> Voila -> kernel ->
 node, a real libp2p connection opens, and the page must then show the peer's id in the
-peer table and the connection metrics going up. A screenshot is saved to
-``build/screenshots/dashboard.png`` (or ``$UCSDK_SCREENSHOT_DIR``).
+peer table, the connection metrics going up, and a solid link to it in the picture of
+the node's connections (whose nodes and edges the test counts in the page). Screenshots
+are saved to ``build/screenshots/dashboard.png`` and ``dashboard-graph.png`` (or
+``$UCSDK_SCREENSHOT_DIR``).
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def voila(tmp_path: Path, jupyter_env: None) -> Iterator[str]:
         assert not _session_pids(proc.pid)
 
 
-def _screenshot_path() -> Path:
+def _screenshot_path(name: str = "dashboard.png") -> Path:
     folder = Path(os.environ.get("UCSDK_SCREENSHOT_DIR", ROOT / "build" / "screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / "dashboard.png"
+    return folder / name
 
 
 def _metric(page: object, name: str) -> int:
@@ -155,6 +157,23 @@ def test_the_dashboard_updates_live_in_chromium(voila: str) -> None:
             assert "inbound" in mine.loc[node_id, "sources"]
             row = page.inner_text(".ucsdk-peer-table")
             assert ours.peer_id in row
+            # The picture of the page node's connections: itself and a solid (direct) link
+            # to each peer, ours among them.
+            page.wait_for_selector(
+                f".ucsdk-graph .ucsdk-edge-direct[data-target='{ours.peer_id}']", timeout=30_000
+            )
+            drawn = page.evaluate(
+                "() => ({nodes: document.querySelectorAll('.ucsdk-dashboard .ucsdk-graph "
+                ".ucsdk-node').length, direct: document.querySelectorAll('.ucsdk-dashboard "
+                ".ucsdk-graph .ucsdk-edge-direct').length, relayed: document.querySelectorAll("
+                "'.ucsdk-dashboard .ucsdk-graph .ucsdk-edge-relayed').length})"
+            )
+            # (b, c, ours, and d too once mDNS has introduced it)
+            assert drawn["direct"] >= 3 and drawn["relayed"] == 0, drawn
+            assert drawn["nodes"] == drawn["direct"] + 1, drawn
+            page.locator(".ucsdk-dashboard .ucsdk-graph").screenshot(
+                path=str(_screenshot_path("dashboard-graph.png"))
+            )
             page.screenshot(path=str(_screenshot_path()), full_page=True)
             assert all(not u.startswith(("http://127.0.0.1", "ws://127.0.0.1")) for u in blocked)
         finally:

@@ -40,6 +40,7 @@ from ucsdk.lab.rpc import read_frame, write_frame
 from ucsdk.lab.stun import STUN_PORT
 from ucsdk.metrics import ConnectivityMetrics
 from ucsdk.peers import DiscoveredPeer, PeerInfo
+from ucsdk.progress import progress
 from ucsdk.sync import check_timeout, run_stop_hooks, wait_seconds
 
 logger = logging.getLogger(__name__)
@@ -755,12 +756,16 @@ class Lab:
     def _resolve(self, host: LabHost | str) -> LabHost:
         return host if isinstance(host, LabHost) else self.host(host)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until every host's node runs."""
+    def wait_ready(self, timeout: float = 60.0, *, show_progress: bool | None = None) -> None:
+        """Block until every host's node runs (a progress bar counts them; see
+        :func:`ucsdk.progress.progress`)."""
         deadline = time.monotonic() + timeout
-        for h in self._hosts.values():
-            if h.node_handle is not None:
+        handles = [h for h in self._hosts.values() if h.node_handle is not None]
+        with progress(len(handles), f"lab {self.name}: nodes up", enabled=show_progress) as bar:
+            for h in handles:
+                assert h.node_handle is not None
                 h.node_handle.wait_ready(max(0.1, deadline - time.monotonic()))
+                bar.update(1)
 
     def impair(
         self,

@@ -24,6 +24,7 @@ import pandas as pd
 from ucsdk import errors
 from ucsdk.lab._lab import NAT_TABLE_COLUMNS, Lab, LabHost
 from ucsdk.lab.nat import NatType
+from ucsdk.progress import progress
 
 logger = logging.getLogger("UniversalConnectivity")
 
@@ -281,6 +282,7 @@ PUNCH_TRIAL_COLUMNS = (
     "success",
     "attempts",
     "time_to_direct_ms",
+    "relayed_rtt_ms",
     "direct_rtt_ms",
     "reason",
 )
@@ -336,6 +338,7 @@ def punch_trials(
     trials: int = 3,
     transport: str = "tcp",
     measure_rtt: bool = False,
+    show_progress: bool | None = None,
 ) -> pd.DataFrame:
     """Hole punching, ``trials`` times: ``dialer`` connects to ``target`` through
     ``target``'s reservation on ``relay``; ``target`` (the inbound side) drives DCUtR; the
@@ -344,63 +347,83 @@ def punch_trials(
     instead (both hosts need ``enable_webrtc`` and a STUN server; DCUtR best off).
 
     ``target`` must already hold a reservation on ``relay`` (AutoNAT makes one when it finds
-    the target private). One row per trial (:data:`PUNCH_TRIAL_COLUMNS`); with
-    ``measure_rtt``, ``direct_rtt_ms`` is the median of 5 pings after a success.
+    the target private). One row per trial (:data:`PUNCH_TRIAL_COLUMNS`):
+    ``relayed_rtt_ms`` is the round trip DCUtR measured over the relayed connection; with
+    ``measure_rtt``, ``direct_rtt_ms`` is the median of 5 pings after a success. A
+    progress bar shows the trials (see :func:`ucsdk.progress.progress`; ``show_progress``).
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise errors.InvalidInput("trials", trials, "a positive integer")
     if transport not in ("tcp", "quic", "webrtc"):
         raise errors.InvalidInput("transport", transport, "'tcp', 'quic' or 'webrtc'")
-    rows = []
-    for trial in range(1, trials + 1):
-        row: dict[str, Any] = {
-            "dialer": dialer.name,
-            "target": target.name,
-            "dialer_nat": dialer.nat.value,
-            "target_nat": target.nat.value,
-            "transport": transport,
-            "trial": trial,
-            "outcome": None,
-            "success": False,
-            "attempts": 0,
-            "time_to_direct_ms": float("nan"),
-            "direct_rtt_ms": float("nan"),
-            "reason": "",
-        }
-        rows.append(row)
-        if _connected(dialer, target):  # start from no connection, or nothing is punched
-            dialer.node.disconnect(target.node.peer_id)
-            wait_until(lambda: not _connected(target, dialer), 5)
-        if transport == "webrtc":
-            _webrtc_trial(dialer, target, relay, row, measure_rtt)
-            continue
-        before = len(target.node.hole_punches())
-        try:
-            dialer.node.connect(circuit_addr(target, relay, transport), timeout=30)
-        except errors.UcsdkError as exc:
-            row.update(outcome="no_relayed_connection", reason=str(exc)[:200])
-            continue
-        if not wait_until(functools.partial(_punches_beyond, target, before), 60, 0.1):
-            row.update(outcome="no_outcome", reason="no DCUtR outcome within 60 s")
-            continue
-        punch = target.node.hole_punches().iloc[-1]
-        ok = punch["outcome"] in ("success", "direct_dial")
-        row.update(
-            outcome=punch["outcome"],
-            success=ok,
-            attempts=int(punch["attempts"]),
-            reason="" if ok else str(punch["reason"]).split(";")[-1].strip(),
-        )
-        if ok:
-            row["time_to_direct_ms"] = float(punch["time_to_direct_ms"])
-            if measure_rtt:
-                wait_until(lambda: not _relayed_to(dialer, target), 5)
-                row["direct_rtt_ms"] = statistics.median(
-                    dialer.node.ping(target.node.peer_id, count=5)
-                )
-        dialer.node.disconnect(target.node.peer_id)
-        time.sleep(0.3)
+    rows: list[dict[str, Any]] = []
+    desc = f"{dialer.name} → {target.name} ({transport})"
+    with progress(trials, desc, enabled=show_progress, unit="trial") as bar:
+        for trial in range(1, trials + 1):
+            _one_trial(dialer, target, relay, transport, measure_rtt, trial, rows)
+            bar.update(1)
+            bar.set_postfix_str(f"{sum(r['success'] for r in rows)} direct")
     return pd.DataFrame(rows, columns=list(PUNCH_TRIAL_COLUMNS))
+
+
+def _one_trial(
+    dialer: LabHost,
+    target: LabHost,
+    relay: LabHost,
+    transport: str,
+    measure_rtt: bool,
+    trial: int,
+    rows: list[dict[str, Any]],
+) -> None:
+    """One trial of :func:`punch_trials`, its row appended to ``rows``."""
+    row: dict[str, Any] = {
+        "dialer": dialer.name,
+        "target": target.name,
+        "dialer_nat": dialer.nat.value,
+        "target_nat": target.nat.value,
+        "transport": transport,
+        "trial": trial,
+        "outcome": None,
+        "success": False,
+        "attempts": 0,
+        "time_to_direct_ms": float("nan"),
+        "relayed_rtt_ms": float("nan"),
+        "direct_rtt_ms": float("nan"),
+        "reason": "",
+    }
+    rows.append(row)
+    if _connected(dialer, target):  # start from no connection, or nothing is punched
+        dialer.node.disconnect(target.node.peer_id)
+        wait_until(lambda: not _connected(target, dialer), 5)
+    if transport == "webrtc":
+        _webrtc_trial(dialer, target, relay, row, measure_rtt)
+        return
+    before = len(target.node.hole_punches())
+    try:
+        dialer.node.connect(circuit_addr(target, relay, transport), timeout=30)
+    except errors.UcsdkError as exc:
+        row.update(outcome="no_relayed_connection", reason=str(exc)[:200])
+        return
+    if not wait_until(functools.partial(_punches_beyond, target, before), 60, 0.1):
+        row.update(outcome="no_outcome", reason="no DCUtR outcome within 60 s")
+        return
+    punch = target.node.hole_punches().iloc[-1]
+    ok = punch["outcome"] in ("success", "direct_dial")
+    row.update(
+        outcome=punch["outcome"],
+        success=ok,
+        attempts=int(punch["attempts"]),
+        reason="" if ok else str(punch["reason"]).split(";")[-1].strip(),
+    )
+    if ok:
+        row["time_to_direct_ms"] = float(punch["time_to_direct_ms"])
+        rtt = punch["rtt_ms"]  # none for a plain dial that needed no punch
+        row["relayed_rtt_ms"] = float(rtt) if isinstance(rtt, (int, float)) else float("nan")
+        if measure_rtt:
+            wait_until(lambda: not _relayed_to(dialer, target), 5)
+            row["direct_rtt_ms"] = statistics.median(dialer.node.ping(target.node.peer_id, count=5))
+    dialer.node.disconnect(target.node.peer_id)
+    time.sleep(0.3)
 
 
 def _webrtc_trial(
