@@ -3,7 +3,11 @@ dashed through the relay, then solid once DCUtR made it direct."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +78,27 @@ def test_the_lab_picture_shows_a_relayed_link_turn_direct(lab_required: None) ->
         assert ("direct", "a", "relay", "") in _links(view.value)
         lab.stop()
         assert wait_until(lambda: not view.running, 5)
+
+
+def test_the_docs_pictures_example_draws_a_real_lab(lab_required: None, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "pictures.py"
+    done = subprocess.run(
+        [sys.executable, str(example), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "UCSDK_PROGRESS": "0"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    relayed = _links((tmp_path / "lab-relayed.svg").read_text())
+    assert ("relayed", "alice", "carol", "relay") in relayed, relayed
+    after = _links((tmp_path / "lab-after-punch.svg").read_text())
+    assert ("direct", "alice", "bob", "") in after and (
+        "relayed",
+        "alice",
+        "carol",
+        "relay",
+    ) in after
+    for name in ("success-heatmap", "time-to-direct", "rtt-relayed-vs-direct", "metrics-over-time"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
