@@ -19,7 +19,8 @@ stops (the dashboard then says "stopped"). The same dashboard works for a lab no
 
 Example:
     >>> import ucsdk
-    >>> with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+    >>> quiet = {"enable_mdns": False}  # or b may also dial a: two connections for 0.5 s
+    >>> with ucsdk.Node.development(**quiet) as a, ucsdk.Node.development(**quiet) as b:
     ...     board = a.widget(refresh=0.2)
     ...     _ = a.connect(b.addrs[0])
     ...     redrawn = board.refresh()
