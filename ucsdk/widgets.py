@@ -601,7 +601,8 @@ class LiveGraph(_Follower, widgets.HTML):
 
     Example:
         >>> import ucsdk
-        >>> with ucsdk.Node.development() as a, ucsdk.Node.development() as b:
+        >>> quiet = {"enable_mdns": False}  # or b may also dial a: two links for 0.5 s
+        >>> with ucsdk.Node.development(**quiet) as a, ucsdk.Node.development(**quiet) as b:
         ...     view = a.graph(refresh=0.2)
         ...     _ = a.connect(b.addrs[0])
         ...     _ = view.refresh()
