@@ -64,8 +64,10 @@ def test_an_idle_node_sends_nothing_and_a_busy_one_is_rate_limited(
 ) -> None:
     a, b = pair
     a.connect(b.addrs[0])
-    # Settled: identify has answered (the agent version is known).
+    # Settled: identify has answered (the agent version is known), and the metrics history
+    # (sampled every second; the sparklines draw it) has a sample with the connection.
     assert wait_until(lambda: a.peers()["agent_version"].notna().all(), 10)
+    assert wait_until(lambda: a.metrics_history()["active_connections"].iloc[-1] == 1, 5)
     time.sleep(0.5)
     board = a.widget(refresh=0.5)
     assert board.refresh()
