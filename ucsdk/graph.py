@@ -266,7 +266,7 @@ def _draw(g: NetworkGraph) -> str:
         return left + x * span, top + y * span
 
     out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' class='ucsdk-graph' width='{w}' "
+        f"<svg xmlns='http://www.w3.org/2000/svg' class='ucsdk-network' width='{w}' "
         f"height='{h}' viewBox='0 0 {w} {h}' font-family='sans-serif' font-size='11'>",
         f"<text x='8' y='18' font-size='14' font-weight='bold'>{html.escape(g.title)}</text>",
     ]

@@ -160,7 +160,9 @@ def test_the_dashboard_updates_live_in_chromium(voila: str) -> None:
             # The picture of the page node's connections: itself and a solid (direct) link
             # to each peer, ours among them.
             page.wait_for_selector(
-                f".ucsdk-graph .ucsdk-edge-direct[data-target='{ours.peer_id}']", timeout=30_000
+                f".ucsdk-dashboard .ucsdk-graph .ucsdk-edge-direct[data-target='{ours.peer_id}']",
+                state="attached",  # (a vertical line has no width: Playwright calls it hidden)
+                timeout=30_000,
             )
             drawn = page.evaluate(
                 "() => ({nodes: document.querySelectorAll('.ucsdk-dashboard .ucsdk-graph "
@@ -171,7 +173,7 @@ def test_the_dashboard_updates_live_in_chromium(voila: str) -> None:
             # (b, c, ours, and d too once mDNS has introduced it)
             assert drawn["direct"] >= 3 and drawn["relayed"] == 0, drawn
             assert drawn["nodes"] == drawn["direct"] + 1, drawn
-            page.locator(".ucsdk-dashboard .ucsdk-graph").screenshot(
+            page.locator(".ucsdk-dashboard .ucsdk-network").screenshot(
                 path=str(_screenshot_path("dashboard-graph.png"))
             )
             page.screenshot(path=str(_screenshot_path()), full_page=True)
