@@ -43,6 +43,7 @@ def _reads(node: ucsdk.Node) -> None:
     node.events()
     node.hole_punches()
     node.reservations()
+    node.metrics_history()
 
 
 def _elapsed_ms(fn: Any) -> float:
@@ -57,8 +58,10 @@ def measure(peers: int, calls: int = 30) -> dict[str, Any]:
         others = [stack.enter_context(ucsdk.Node.development(**QUIET)) for _ in range(peers)]
         for other in others:
             node.connect(other.addrs[0])
-        # Settled: identify has answered for every peer.
+        # Settled: identify has answered for every peer, and the metrics history (sampled
+        # every second; the dashboard's sparklines draw it) has a sample with them all.
         wait_until(lambda: node.peers()["agent_version"].notna().all(), 10, 0.1)
+        wait_until(lambda: node.metrics_history()["active_connections"].iloc[-1] == peers, 5)
         board = NodeDashboard(node, refresh=0.5)
         reads, redraws = [], []
         for _ in range(calls):  # alternate, so both see the same machine state
