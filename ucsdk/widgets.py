@@ -642,10 +642,8 @@ class LiveGraph(_Follower, widgets.HTML):
         super().close()
 
     def _owner_stopped(self) -> None:
-        self._closing.set()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        """Called by the owner's ``stop()``: end the thread now."""
+        self._stop_following()
 
     def _loop(self) -> None:
         while not self._closing.is_set():
