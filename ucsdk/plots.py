@@ -72,8 +72,11 @@ def metrics(history: pd.DataFrame, columns: Sequence[str] = METRIC_LINES) -> Any
     _need(history, ["last_updated", *columns], "node.metrics_history()")
     fig = _figure()
     ax = fig.add_subplot()
-    for name in columns:
-        ax.step(history["last_updated"], history[name], where="post", label=name)
+    # Lines often coincide (all connections direct): each is drawn thinner than the one
+    # before, so that none hides another.
+    for i, name in enumerate(columns):
+        width = max(1.0, 1.2 * (len(columns) - i) + 0.3)
+        ax.step(history["last_updated"], history[name], where="post", label=name, lw=width)
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("count")
     ax.set_title("connections over time")
