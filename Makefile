@@ -56,6 +56,7 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/dial.py
 	$(BIN)/python bench/pubsub.py
 	$(BIN)/python bench/browser.py
+	$(BIN)/python bench/peers.py
 
 # Ten minutes of connect/ping/disconnect and relay/punch cycles on the NAT lab (root):
 # are fds, threads, trio tasks and RSS flat? (SOAK_ARGS="--duration 60" for a short one)

@@ -108,3 +108,35 @@ def test_browser_benchmark_quick_run() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     for transport in ("webtransport", "quic", "tcp"):
         assert f"| ucsdk -> ucsdk, {transport} |" in result.stdout, result.stdout
+
+
+def test_peers_benchmark_quick_run(tmp_path: Path) -> None:
+    """bench/peers.py prints every figure of every pairing (the js ones run where Node.js
+    is, and must in CI: UCSDK_REQUIRE_NODE=1) and both targets' verdicts."""
+    import os
+
+    out = tmp_path / "peers.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "peers.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    pairings = [row["pairing"] for row in figures["rows"]]
+    if os.environ.get("UCSDK_REQUIRE_NODE") == "1" or figures["js_skipped"] is None:
+        assert pairings == ["ucsdk -> ucsdk", "js -> js", "ucsdk -> js", "js -> ucsdk"]
+    else:
+        assert pairings == ["ucsdk -> ucsdk"]
+    for row in figures["rows"]:
+        for name in ("connect_ms", "ping_ms", "rtt_ms", "tcp_mb_s", "gossip_msg_s"):
+            assert row[name] > 0, (name, row)
+        assert f"\n{row['pairing']:<16}" in result.stdout
+    assert figures["rows"][0]["quic_mb_s"] > 0
+    assert all(row["quic_mb_s"] is None for row in figures["rows"][1:])
+    assert figures["quic_bulk_mb_s"] > 0 and figures["raw_aioquic_mb_s"] > 0
+    for target in ("target 3 (new-stream ping", "target 5 (ucsdk QUIC"):
+        assert target in result.stdout, result.stdout
+    assert "QUIC n/a on js" in result.stdout

@@ -51,6 +51,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from ucsdk._noise import whole_noise_writes
+from ucsdk._quic import fast_quic
 from ucsdk._wire import close_quietly
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
@@ -215,6 +216,7 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     """Create (but do not start) a host with ucsdk's transport and security choices."""
     restore_libp2p_logging()
     whole_noise_writes()
+    fast_quic()  # py-libp2p's QUIC sends and polls per datagram: see ucsdk._quic
     listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
     security = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)

@@ -83,12 +83,15 @@ class UcJsPeer:
         timeout: float = 30,
         webrtc_direct: bool = False,
         webrtc_via: str | None = None,
+        script: str = "uc-peer.mjs",
     ) -> None:
+        """Start ``js_dir/script`` (``bench-peer.mjs`` for ``bench/peers.py``: it takes
+        the same commands' plumbing and ignores the app's options)."""
         extra = ["--webrtc-direct"] if webrtc_direct else []
         if webrtc_via is not None:  # reserve on this relay; take and make /webrtc dials
             extra += ["--webrtc-via", webrtc_via]
         self.proc = subprocess.Popen(
-            ["node", "uc-peer.mjs", "--discovery-interval", str(discovery_interval_ms), *extra],
+            ["node", script, "--discovery-interval", str(discovery_interval_ms), *extra],
             cwd=js_dir,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
