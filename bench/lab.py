@@ -139,7 +139,15 @@ def _run_revision(rev: str, sizes: list[int]) -> list[dict[str, Any]]:
         try:
             out = Path(tmp) / "out.json"
             subprocess.run(
-                [sys.executable, __file__, "--sizes", *map(str, sizes), "--json", str(out)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--sizes",
+                    *map(str, sizes),
+                    "--json",
+                    str(out),
+                    "--no-targets",
+                ],
                 check=True,
                 env={**os.environ, "PYTHONPATH": str(tree)},
                 cwd=tmp,
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compare-sizes", type=int, nargs="+", help="sizes for --compare (default: up to 30)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--no-targets", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         check_requirements()
@@ -200,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend({**r, "revision": args.compare} for r in old)
     frame = pd.DataFrame(rows).sort_values(["hosts", "revision"], kind="stable")
     print(frame.to_string(index=False))
-    for line in targets([r for r in rows if r["revision"] == "this"]):
-        print(line)
+    if not args.no_targets:
+        for line in targets([r for r in rows if r["revision"] == "this"]):
+            print(line)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
