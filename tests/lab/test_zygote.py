@@ -127,3 +127,19 @@ def test_a_big_lab_builds_and_leaves_nothing_behind() -> None:
     print(f"20-host lab stopped in {time.monotonic() - started:.2f} s")
     assert not any(_alive(p) for p in pids)
     assert not [ns for ns in net.list_namespaces() if ns.startswith(prefix)]
+
+
+def test_a_killed_zygote_is_replaced_and_its_nodes_run_on() -> None:
+    with ucsdk.lab.Lab() as lab:
+        a = lab.add_public_host("a")
+        lab.wait_ready()
+        first = lab._zygotes[0]
+        os.kill(first.pid, signal.SIGKILL)
+        assert wait_until(lambda: not first.running, 10, 0.05)
+        assert a.node.peer_id  # the node did not need its zygote any more
+        b = lab.add_public_host("b")  # forked by a new zygote
+        b.node.connect(a.multiaddr())
+        assert lab._zygotes[-1] is not first
+        assert _ppid(b.node.pid) == lab._zygotes[-1].pid
+        pids = [a.node.pid, b.node.pid, lab._zygotes[-1].pid]
+    assert wait_until(lambda: not any(_alive(p) for p in pids), 10, 0.05)

@@ -209,6 +209,10 @@ class LabNode:
                 future.set_exception(errors.LabError(f"lab node {self.host!r}", *value))
         with self._lock:
             pending, self._pending = self._pending, {}
+        if pending:
+            # The exit status comes a moment after the pipe closes (from the zygote).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1)
         for future in pending.values():
             if not future.done():
                 future.set_exception(
@@ -629,10 +633,11 @@ class Lab:
         namespaces.clear()
 
     def _zygote(self) -> Zygote:
-        """The lab's zygote (started on first use: it imports while the lab builds)."""
-        if not self._zygotes:
-            self._zygotes.append(Zygote(self.workdir / "zygote.log"))
-        return self._zygotes[0]
+        """The lab's zygote (started on first use: it imports while the lab builds; a new
+        one if it ended, say killed, the old one still stopped with the lab)."""
+        if not self._zygotes or not self._zygotes[-1].running:
+            self._zygotes.append(Zygote(self.workdir / f"zygote{len(self._zygotes) or ''}.log"))
+        return self._zygotes[-1]
 
     def __enter__(self) -> Lab:
         return self.start()

@@ -193,6 +193,11 @@ class Zygote:
         self._reader = threading.Thread(target=self._read, name="ucsdk-lab-zygote", daemon=True)
         self._reader.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether the zygote still answers (it ends when its socket closes)."""
+        return not self._gone.is_set()
+
     def spawn(self, host: str, ns: str, config: dict[str, Any], log_path: Path) -> ForkedProcess:
         """Fork host ``host``'s node process into namespace ``ns`` running ``config``."""
         req_r, req_w = os.pipe()
@@ -231,12 +236,11 @@ class Zygote:
                 break
             kind, number, value = json.loads(data)
             with self._lock:
-                if kind == "forked":
-                    proc = self._forking.pop(number)
+                proc = self._forking.pop(number, None) if kind != "exited" else None
+                if kind == "forked" and proc is not None:
                     self._children[value] = proc
                     proc._pid.set_result(value)
-                elif kind == "failed":
-                    proc = self._forking.pop(number)
+                elif kind == "failed" and proc is not None:
                     proc._pid.set_exception(errors.LabError("lab zygote", "ForkFailed", value))
                     proc._set_exit(1)
                 elif kind == "exited":
