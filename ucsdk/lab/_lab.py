@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -38,6 +38,7 @@ from ucsdk.lab import net
 from ucsdk.lab.nat import NatType, router_ruleset
 from ucsdk.lab.rpc import read_frame, write_frame
 from ucsdk.lab.stun import STUN_PORT
+from ucsdk.lab.zygote import ForkedProcess, Zygote
 from ucsdk.metrics import ConnectivityMetrics
 from ucsdk.peers import DiscoveredPeer, PeerInfo
 from ucsdk.progress import progress
@@ -137,28 +138,40 @@ class LabNode:
     :class:`ucsdk.errors.LabError` whose ``kind`` names the original exception.
     """
 
-    def __init__(self, host: str, ns: str, config: dict[str, Any], log_path: Path) -> None:
+    def __init__(
+        self,
+        host: str,
+        ns: str,
+        config: dict[str, Any],
+        log_path: Path,
+        zygote: Zygote | None = None,
+    ) -> None:
         self.host = host
         self.ns = ns
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in _reap
-        self._proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                sys.executable,
-                "-m",
-                "ucsdk.lab.agent",
-                json.dumps(config),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.pid = self._proc.pid
+        self._log: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | ForkedProcess
+        if zygote is not None:
+            # Forked from the lab's zygote into the namespace (see ucsdk.lab.zygote).
+            self._proc = zygote.spawn(host, ns, config, log_path)
+        else:
+            self._log = open(log_path, "ab")  # noqa: SIM115 - closed in _reap
+            self._proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-m",
+                    "ucsdk.lab.agent",
+                    json.dumps(config),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._ready: Future[Any] = Future()
@@ -168,6 +181,11 @@ class LabNode:
         self._reader = threading.Thread(target=self._read, name=f"ucsdk-lab-{host}", daemon=True)
         self._reader.start()
         self._info: dict[str, Any] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The node process's id."""
+        return self._proc.pid
 
     # ------------------------------------------------------------------ plumbing
     def _read(self) -> None:
@@ -191,6 +209,10 @@ class LabNode:
                 future.set_exception(errors.LabError(f"lab node {self.host!r}", *value))
         with self._lock:
             pending, self._pending = self._pending, {}
+        if pending:
+            # The exit status comes a moment after the pipe closes (from the zygote).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1)
         for future in pending.values():
             if not future.done():
                 future.set_exception(
@@ -444,6 +466,7 @@ class LabNode:
             try:
                 self._proc.wait(wait_seconds(limit))
             except subprocess.TimeoutExpired:
+                logger.warning("lab node %s did not stop in %ss: terminating", self.host, limit)
                 self._proc.terminate()
                 try:
                     self._proc.wait(3)
@@ -459,7 +482,8 @@ class LabNode:
         self._reader.join(timeout=5)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
     def __repr__(self) -> str:
         return f"LabNode({self.host!r}, pid={self.pid})"
@@ -558,7 +582,9 @@ class Lab:
         self.inet = f"{self.prefix}inet"
         # Holds the same list object, so a lab dropped without stop() still removes what it
         # built (at garbage collection or interpreter exit).
-        self._finalizer = weakref.finalize(self, Lab._cleanup, self._namespaces, [])
+        # The zygote that forks this lab's node processes, started with the first node.
+        self._zygotes: list[Zygote] = []
+        self._finalizer = weakref.finalize(self, Lab._cleanup, self._namespaces, self._zygotes)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Lab:
@@ -591,7 +617,7 @@ class Lab:
                 t.start()
             for t in threads:
                 t.join(timeout=20)
-            Lab._cleanup(self._namespaces, [])
+            Lab._cleanup(self._namespaces, self._zygotes)
             self._finalizer.detach()
             if not self.keep_logs:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -599,10 +625,19 @@ class Lab:
     close = stop
 
     @staticmethod
-    def _cleanup(namespaces: list[str], _: list[Any]) -> None:
-        for ns in reversed(namespaces):
-            net.delete_namespace(ns)
+    def _cleanup(namespaces: list[str], zygotes: list[Zygote]) -> None:
+        for zygote in zygotes:
+            zygote.stop()
+        zygotes.clear()
+        net.delete_namespaces(list(reversed(namespaces)))
         namespaces.clear()
+
+    def _zygote(self) -> Zygote:
+        """The lab's zygote (started on first use: it imports while the lab builds; a new
+        one if it ended, say killed, the old one still stopped with the lab)."""
+        if not self._zygotes or not self._zygotes[-1].running:
+            self._zygotes.append(Zygote(self.workdir / f"zygote{len(self._zygotes) or ''}.log"))
+        return self._zygotes[-1]
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -635,7 +670,9 @@ class Lab:
                     f"lab node setting {key}", value, "plain data (a node runs in its own process)"
                 )
         host.node_config = merged
-        host.node_handle = LabNode(host.name, host.ns, merged, self.workdir / f"{host.name}.log")
+        host.node_handle = LabNode(
+            host.name, host.ns, merged, self.workdir / f"{host.name}.log", self._zygote()
+        )
 
     def add_public_host(self, name: str, *, node: bool = True, **config: Any) -> LabHost:
         """A host with a public address (203.0.113.x) on the internet, no NAT.
@@ -823,7 +860,9 @@ class Lab:
                     self.kill_node(h)
                 else:
                     h.node_handle.stop()
-            h.node_handle = LabNode(h.name, h.ns, h.node_config, self.workdir / f"{h.name}.log")
+            h.node_handle = LabNode(
+                h.name, h.ns, h.node_config, self.workdir / f"{h.name}.log", self._zygote()
+            )
         h.node_handle.wait_ready(timeout)
         return h.node_handle
 

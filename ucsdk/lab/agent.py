@@ -1,12 +1,14 @@
 """The process that runs one lab host's ucsdk node inside its network namespace.
 
-Started by :class:`ucsdk.lab.Lab` as ``ip netns exec <ns> python -m ucsdk.lab.agent CONFIG``
-(``CONFIG`` is JSON: ``ConnectivityConfig`` fields plus ``"stun": true`` to answer STUN).
-It talks to the lab over stdin/stdout with :mod:`ucsdk.lab.rpc` frames. Requests are
+Forked by the lab's zygote (:mod:`ucsdk.lab.zygote`), which enters the host's namespace
+and calls :func:`run` with the node's configuration (``ConnectivityConfig`` fields plus
+``"stun": true`` to answer STUN) and two pipes; ``ip netns exec <ns> python -m
+ucsdk.lab.agent CONFIG`` runs the same over stdin/stdout. It talks to the lab with
+:mod:`ucsdk.lab.rpc` frames. Requests are
 ``(call_id, method, args, kwargs)``; answers ``(call_id, True, result)`` or
 ``(call_id, False, (exception class name, message))``. The first answer, id 0, reports
 ``{"peer_id", "addrs", "pid"}`` once the node runs (or why it could not start).
-The agent exits when asked (``stop``) or when its stdin closes, which is also what happens
+The agent exits when asked (``stop``) or when its request pipe closes, which is also what happens
 when the lab's process dies: nothing else holds the pipe's other end. (A parent-death
 signal would not do: Linux sends it when the *thread* that started the child ends.)
 """
@@ -218,19 +220,26 @@ class Agent:
             self.node.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    # Frames go to the original stdout; anything printed goes to stderr (the host's log).
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
+def run(config: dict[str, Any], requests: IO[bytes], answers: IO[bytes]) -> int:
+    """Run one lab node: start it, answer ``requests`` on ``answers`` until asked to stop
+    or until ``requests`` closes. Logging goes to stderr (the host's log)."""
     logging.basicConfig(
         level=os.environ.get("UCSDK_LAB_LOG", "WARNING"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    agent = Agent(json.loads(argv[0]) if argv else {}, out)
+    agent = Agent(config, answers)
     agent.start()
-    agent.serve(sys.stdin.buffer)
+    agent.serve(requests)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ucsdk.lab.agent CONFIG`` (the node's process without a zygote)."""
+    argv = sys.argv[1:] if argv is None else argv
+    # Frames go to the original stdout; anything printed goes to stderr (the host's log).
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return run(json.loads(argv[0]) if argv else {}, sys.stdin.buffer, out)
 
 
 if __name__ == "__main__":

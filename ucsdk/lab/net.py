@@ -26,6 +26,7 @@ from ucsdk import errors
 logger = logging.getLogger(__name__)
 
 NS_PREFIX = "ucsdk-"
+NETNS_DIR = "/var/run/netns"
 WORKDIR_PREFIX = "ucsdk-lab-"
 _NS_RE = re.compile(r"^ucsdk-(\d+)-(\d+)-([a-z0-9-]+)$")
 
@@ -59,11 +60,14 @@ def check_requirements() -> None:
         )
 
 
-def run(args: Sequence[str], *, check: bool = True, timeout: float = 20.0) -> str:
-    """Run one command; raise :class:`ucsdk.errors.LabError` with its stderr on failure."""
+def run(
+    args: Sequence[str], *, check: bool = True, timeout: float = 20.0, stdin: str | None = None
+) -> str:
+    """Run one command (``stdin``: text to feed it); raise :class:`ucsdk.errors.LabError`
+    with its stderr on failure."""
     try:
         done = subprocess.run(
-            list(args), capture_output=True, text=True, timeout=timeout, check=False
+            list(args), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise errors.LabError(" ".join(args), type(exc).__name__, str(exc)) from exc
@@ -111,17 +115,53 @@ def pids_in(ns: str) -> list[int]:
 
 def delete_namespace(ns: str) -> None:
     """Stop what runs inside ``ns`` (processes a lab started there), then remove it."""
+    delete_namespaces([ns])
+
+
+def _namespace_pids(namespaces: Sequence[str]) -> list[int]:
+    """Processes inside any of ``namespaces``: one pass over ``/proc`` comparing each
+    process's network namespace with the namespaces' files (what ``ip netns pids`` does
+    for one namespace)."""
+    wanted = set()
+    for ns in namespaces:
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(NETNS_DIR, ns))
+            wanted.add((st.st_dev, st.st_ino))
+    if not wanted:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in wanted:
+            pids.append(int(entry))
+    return pids
+
+
+def delete_namespaces(namespaces: Sequence[str]) -> None:
+    """Stop what runs inside ``namespaces`` (SIGTERM, then SIGKILL after 3 s), then remove
+    them all with one ``ip -batch``."""
+    if not namespaces:
+        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = pids_in(ns)
+        pids = _namespace_pids(namespaces)
         if not pids:
             break
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and pids_in(ns):
+        while time.monotonic() < deadline and _namespace_pids(namespaces):
             time.sleep(0.05)
-    run(["ip", "netns", "delete", ns], check=False)
+    batch = "".join(f"netns delete {ns}\n" for ns in namespaces)
+    try:
+        run(["ip", "-force", "-batch", "-"], check=False, timeout=60, stdin=batch)
+    except errors.LabError as exc:
+        logger.warning("removing lab namespaces: %s", exc)
 
 
 def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
@@ -253,8 +293,8 @@ def clean_stale() -> list[str]:
         if parsed is None or pid_alive(parsed[0]):
             continue
         logger.info("removing stale lab namespace %s", ns)
-        delete_namespace(ns)
         removed.append(ns)
+    delete_namespaces(removed)
     tmp = tempfile.gettempdir()
     for entry in os.listdir(tmp):
         if entry.startswith(WORKDIR_PREFIX):
