@@ -51,4 +51,10 @@ def progress(total: int, desc: str, *, enabled: bool | None = None, unit: str = 
         from tqdm.notebook import tqdm
     else:
         from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, disable=not show, leave=True)
+
+    class Bar(tqdm):  # type: ignore[misc,valid-type]
+        # tqdm's monitor thread outlives the bar by up to 10 s (it would be left behind
+        # by whatever showed the bar); every bar here is updated as its steps end anyway.
+        monitor_interval = 0
+
+    return Bar(total=total, desc=desc, unit=unit, disable=not show, leave=True)

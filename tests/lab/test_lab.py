@@ -92,7 +92,8 @@ def test_the_nat_is_real() -> None:
         assert all(m.startswith(sym.public_ip + ":") for m in ports(sym_map))
 
 
-def test_five_hosts_up_quickly_and_nothing_left_behind() -> None:
+def test_five_hosts_up_and_nothing_left_behind() -> None:
+    # How fast is bench/lab.py's to print (met / NOT met), not a test's to assert.
     threads_before = threading.active_count()
     started = time.monotonic()
     lab = ucsdk.lab.Lab()
@@ -110,14 +111,10 @@ def test_five_hosts_up_quickly_and_nothing_left_behind() -> None:
         workdir = lab.workdir
         assert all(_alive(p) for p in pids)
     print(f"5 hosts up in {up:.2f} s")
-    assert up < 10, f"5 hosts took {up:.1f} s"
     assert _our_namespaces(lab.prefix) == []
     assert not any(_alive(p) for p in pids)
     assert not workdir.exists()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and threading.active_count() > threads_before:
-        time.sleep(0.05)
-    assert threading.active_count() <= threads_before
+    assert wait_until(lambda: threading.active_count() <= threads_before, 5)
     with pytest.raises(errors.LabError, match="stopped"):
         lab.start()
 
@@ -148,10 +145,7 @@ def test_a_crashed_lab_is_cleaned_at_the_next_start() -> None:
     stale = _our_namespaces(prefix)
     assert len(stale) == 3  # inet, the router, the host
     # The node process ends with its lab: its command pipe closed.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(int(agent_pid)):
-        time.sleep(0.05)
-    assert not _alive(int(agent_pid))
+    assert wait_until(lambda: not _alive(int(agent_pid)), 10)
     with ucsdk.lab.Lab() as lab:
         assert set(stale) <= set(lab.stale_removed)
         assert _our_namespaces(prefix) == []
