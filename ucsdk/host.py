@@ -13,7 +13,7 @@ What ucsdk changes from ``libp2p.new_host()``'s defaults, and why (each is teste
   sends it (py-libp2p's cancelled writes spent a nonce, or sent half a message, and the
   peer then closed the connection with every stream on it; see ``ucsdk._noise``);
 * Yamux window credit is sent in batches, as go-yamux does, not after every read
-  (see ``ucsdk._yamux``);
+  (see ``ucsdk._yamux``), and a closed Yamux connection does not linger 100 ms;
 * a new stream's protocol is negotiated in one round trip, or none when the peer
   announced it (py-libp2p waits for two; see ``ucsdk._multiselect``);
 * the ``libp2p`` logger propagates again (``import libp2p`` turns that off), so the
@@ -57,7 +57,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from ucsdk._multiselect import pipelined_negotiation
 from ucsdk._noise import whole_noise_writes
 from ucsdk._wire import close_quietly
-from ucsdk._yamux import batched_window_updates
+from ucsdk._yamux import batched_window_updates, prompt_close
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
 from ucsdk.transports.webrtc import WebRTCDirect
@@ -222,6 +222,7 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     restore_libp2p_logging()
     whole_noise_writes()
     batched_window_updates()
+    prompt_close()
     listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
     security = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
