@@ -18,7 +18,7 @@ from libp2p.host.exceptions import StreamFailure
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from ucsdk import ConnectivityConfig, _multiselect, _yamux
-from ucsdk._multiselect import ProtocolRejected
+from ucsdk._multiselect import ProtocolRejected, confirm_protocol
 from ucsdk._wire import read_exactly
 from ucsdk.host import build_host
 from ucsdk.identity import new_key_pair
@@ -54,6 +54,13 @@ async def _echo_once(dialer: IHost, listener: IHost, protocols: list[TProtocol])
     return answer
 
 
+def _protocols(a: IHost, b: IHost) -> list[str]:
+    try:
+        return list(a.get_peerstore().get_protocols(b.get_id()))
+    except Exception:
+        return []
+
+
 def _pair(
     make_a: Callable[[], IHost],
     make_b: Callable[[], IHost],
@@ -71,6 +78,9 @@ def _pair(
                 target += f"/p2p/{b.get_id()}"
             await a.connect(info_from_p2p_addr(multiaddr.Multiaddr(target)))
             with trio.fail_after(10):
+                # Identify over (it replaces the peer's protocols a test may add).
+                while str(ECHO) not in _protocols(a, b):
+                    await trio.sleep(0.01)
                 return await body(a, b)
 
     return trio.run(main)
@@ -101,6 +111,24 @@ def test_a_protocol_the_peer_announced_is_used_without_waiting() -> None:
         return _multiselect.optimistic_streams - before, answer
 
     assert _pair(_ucsdk_host, _ucsdk_host, body) == (1, b"hello")
+
+
+def test_confirm_protocol_waits_for_the_echo_and_raises_a_refusal() -> None:
+    """A ping confirms the protocol before it times its first round trip."""
+
+    async def body(a: IHost, b: IHost) -> tuple[bool, bool]:
+        a.get_peerstore().add_protocols(b.get_id(), [str(ECHO), str(ABSENT)])
+        stream = await a.new_stream(b.get_id(), [ECHO])
+        pending = "read" in vars(stream)
+        await confirm_protocol(stream)
+        confirmed = "read" not in vars(stream)
+        await stream.close()
+        refused = await a.new_stream(b.get_id(), [ABSENT])
+        with pytest.raises(ProtocolRejected):
+            await confirm_protocol(refused)
+        return pending, confirmed
+
+    assert _pair(_ucsdk_host, _ucsdk_host, body) == (True, True)
 
 
 def test_a_refused_optimistic_proposal_is_a_clear_error_and_the_connection_goes_on() -> None:

@@ -266,6 +266,20 @@ class OptimisticEcho:
         )
 
 
+async def confirm_protocol(stream: Any) -> None:
+    """Wait until the peer has confirmed the protocol of ``stream`` (at once for a stream
+    not opened optimistically); raises as the stream's first read would.
+
+    For a caller that times what follows (a ping's round trips) and must not count the
+    negotiation's round trip in the first one.
+    """
+    pending = stream.__dict__.get("read")
+    if isinstance(pending, OptimisticEcho):
+        async with pending.lock:
+            if pending.pending:
+                await pending._check()
+
+
 class _HeldHeader:
     """A listener's communicator whose header write waits for the next write (the answer
     to the dialer's proposal), so both go out as one message."""
