@@ -103,6 +103,13 @@ def test_streams_negotiate_between_ucsdk_and_plain_py_libp2p(dialer: str) -> Non
     assert _pair(*hosts, body) == [b"hello", b"hello"]
 
 
+@pytest.fixture
+def optimistic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optimistic selection on (it is off by default: see ``_multiselect.OPTIMISTIC``)."""
+    monkeypatch.setattr(_multiselect, "OPTIMISTIC", True)
+
+
+@pytest.mark.usefixtures("optimistic")
 def test_a_protocol_the_peer_announced_is_used_without_waiting() -> None:
     async def body(a: IHost, b: IHost) -> tuple[int, bytes]:
         a.get_peerstore().add_protocols(b.get_id(), [str(ECHO)])
@@ -113,6 +120,7 @@ def test_a_protocol_the_peer_announced_is_used_without_waiting() -> None:
     assert _pair(_ucsdk_host, _ucsdk_host, body) == (1, b"hello")
 
 
+@pytest.mark.usefixtures("optimistic")
 def test_confirm_protocol_waits_for_the_echo_and_raises_a_refusal() -> None:
     """A ping confirms the protocol before it times its first round trip."""
 
@@ -131,6 +139,7 @@ def test_confirm_protocol_waits_for_the_echo_and_raises_a_refusal() -> None:
     assert _pair(_ucsdk_host, _ucsdk_host, body) == (True, True)
 
 
+@pytest.mark.usefixtures("optimistic")
 def test_a_refused_optimistic_proposal_is_a_clear_error_and_the_connection_goes_on() -> None:
     """The peer announced a protocol it does not serve (or no longer): the stream was
     returned at once; its first read raises ProtocolRejected, not garbage or a hang."""
@@ -146,6 +155,15 @@ def test_a_refused_optimistic_proposal_is_a_clear_error_and_the_connection_goes_
     message, answer = _pair(_ucsdk_host, _ucsdk_host, body)
     assert str(ABSENT) in message and "na" in message
     assert answer == b"hello"
+
+
+def test_optimistic_selection_is_off_by_default() -> None:
+    async def body(a: IHost, b: IHost) -> tuple[int, bytes]:
+        before = _multiselect.optimistic_streams
+        answer = await _echo_once(a, b, [ECHO])
+        return _multiselect.optimistic_streams - before, answer
+
+    assert _pair(_ucsdk_host, _ucsdk_host, body) == (0, b"hello")
 
 
 def test_an_unannounced_unsupported_protocol_fails_at_open() -> None:

@@ -11,7 +11,8 @@ Here, for the streams a host opens (``host.new_stream``):
 * the header and the first proposal go out in one write (multistream-select allows
   it: the dialer need not wait for the listener's header before it proposes), so a
   negotiation takes one round trip;
-* when a single protocol is proposed and the peer announced it in identify, the stream is
+* (when :data:`OPTIMISTIC` is on, off by default) when a single protocol is proposed and
+  the peer announced it in identify, the stream is
   returned at once (optimistic selection): the caller's first data follows the proposal
   without waiting, and the stream's first read checks the peer's header and echo before
   it returns any data. A refusal (``na``) there raises :class:`ProtocolRejected`, after
@@ -55,6 +56,14 @@ HEADER = "/multistream/1.0.0"
 NOT_SUPPORTED = "na"
 MAX_MESSAGE = 1024
 """Longest negotiation message read (the specs bound protocol names far below)."""
+
+OPTIMISTIC = False
+"""Whether a single announced protocol is proposed optimistically (see the module doc).
+
+Off: with it on, the DHT fuzz run (``tests/security/test_fuzz.py``) saw the DHT handler
+reset some well-formed requests that arrived with the proposal and the dialer's close
+without counting them (3 runs in 8; never with it off). Until that is understood, streams
+negotiate in one round trip, not none."""
 
 optimistic_streams = 0
 """Streams returned before the peer confirmed their protocol (a count for tests)."""
@@ -130,7 +139,7 @@ class PipelinedMultiselectClient(MultiselectClient):
         self._peerstore = peerstore
 
     def _announced(self, stream: Any, protocol: TProtocol) -> bool:
-        if self._peerstore is None:
+        if not OPTIMISTIC or self._peerstore is None:
             return False
         peer = getattr(getattr(stream, "muxed_conn", None), "peer_id", None)
         if peer is None:

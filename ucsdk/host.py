@@ -14,8 +14,8 @@ What ucsdk changes from ``libp2p.new_host()``'s defaults, and why (each is teste
   peer then closed the connection with every stream on it; see ``ucsdk._noise``);
 * Yamux window credit is sent in batches, as go-yamux does, not after every read
   (see ``ucsdk._yamux``), and a closed Yamux connection does not linger 100 ms;
-* a new stream's protocol is negotiated in one round trip, or none when the peer
-  announced it (py-libp2p waits for two; see ``ucsdk._multiselect``);
+* a new stream's protocol is negotiated in one round trip (py-libp2p waits for two;
+  see ``ucsdk._multiselect``);
 * the ``libp2p`` logger propagates again (``import libp2p`` turns that off), so the
   user's logging configuration sees py-libp2p's records.
 
@@ -264,7 +264,7 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         # cached address stops working) and does not count what it refuses: ucsdk's
         # subclass derives the certificate from the host key and counts.
         _replace_transport(host, "webrtc-direct", WebRTCDirect(key_pair))
-    # A stream's protocol negotiation in one round trip, or none (see ucsdk._multiselect).
+    # A stream's protocol negotiation in one round trip (see ucsdk._multiselect).
     pipelined_negotiation(host)
     guard_stream_handlers(host)
     end_inbound_handlers_with_their_connection(host)
