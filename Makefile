@@ -51,6 +51,7 @@ proto: $(STAMP)
 
 bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
+	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dial.py

@@ -1,6 +1,6 @@
 """What the blocking facade costs: Node.ping against raw async py-libp2p ping, side by side.
 
-Run: ``make bench`` or ``.venv/bin/python bench/facade.py [--quick] [--json PATH]``.
+Run: ``make bench`` or ``.venv/bin/python bench/facade.py [--quick] [--json PATH] [--compare REV]``.
 
 Figures (loopback only, one process, both nodes on the shared runtime thread):
 - raw ping: ``await PingService(host).ping(peer, 1)`` on the node's own trio loop, timed
@@ -15,15 +15,13 @@ Raw and facade pings alternate in blocks, so both see the same machine state.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from _compare import add_options, below, machine, print_targets, run_compare, write_json
 from libp2p.host.ping import PingService
 from libp2p.peer.id import ID
 
@@ -42,16 +40,15 @@ def _median_us(fn: Callable[[], Any], calls: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke run)")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    add_options(parser)
     args = parser.parse_args()
+    if args.compare:
+        return run_compare(__file__, args)
     blocks, per_block = (4, 20) if args.quick else (10, 50)
     calls = 1000 if args.quick else 5000
     starts = 5 if args.quick else 20
 
-    print(
-        f"machine: {platform.platform()}, python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, ucsdk {ucsdk.__version__}"
-    )
+    print(machine())
     a = ucsdk.Node.development()
     b = ucsdk.Node.development()
     try:
@@ -127,13 +124,10 @@ def main() -> int:
             figures["node_start_ms"] < 1000,
             f"{figures['node_start_ms']:.1f} ms",
         ),
+        below("Node stop < 100 ms", figures["node_stop_ms"], 100, "ms"),
     ]
-    print()
-    for label, met, value in targets:
-        print(f"target {label:<40} {value:>10}  {'met' if met else 'NOT met'}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(figures, handle, indent=2)
+    print_targets(targets)
+    write_json(args.json, figures)
     return 0
 
 

@@ -10,20 +10,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_facade_benchmark_quick_run(tmp_path: Path) -> None:
+def _quick_run(bench: str, tmp_path: Path, *args: str) -> tuple[dict[str, float], str]:
+    """Run ``bench/<bench> --quick ARGS --json``: its figures and its output."""
     out = tmp_path / "figures.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "facade.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / bench), "--quick", *args, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    figures: dict[str, float] = json.loads(out.read_text())
+    return figures, result.stdout
+
+
+def test_facade_benchmark_quick_run(tmp_path: Path) -> None:
+    figures, stdout = _quick_run("facade.py", tmp_path)
     for name in ("raw_ping_ms", "facade_ping_ms", "facade_call_us", "node_start_ms"):
         assert figures[name] > 0
     assert figures["facade_over_raw_ping"] == figures["facade_ping_ms"] / figures["raw_ping_ms"]
-    assert "target empty facade call" in result.stdout
+    assert "target empty facade call" in stdout
+    assert "target Node stop" in stdout
 
 
 def test_discovery_benchmark_quick_run() -> None:
@@ -140,3 +147,10 @@ def test_peers_benchmark_quick_run(tmp_path: Path) -> None:
     for target in ("target 3 (new-stream ping", "target 5 (ucsdk QUIC"):
         assert target in result.stdout, result.stdout
     assert "QUIC n/a on js" in result.stdout
+
+
+def test_idle_benchmark_quick_run(tmp_path: Path) -> None:
+    figures, stdout = _quick_run("idle.py", tmp_path, "--nodes", "2")
+    assert figures["idle_cpu_percent_per_node"] >= 0
+    assert figures["node_stop_ms"] > 0
+    assert "target Node.stop()" in stdout

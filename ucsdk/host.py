@@ -12,6 +12,10 @@ What ucsdk changes from ``libp2p.new_host()``'s defaults, and why (each is teste
 * a Noise message's write is whole: a task cancelled after it encrypted a message still
   sends it (py-libp2p's cancelled writes spent a nonce, or sent half a message, and the
   peer then closed the connection with every stream on it; see ``ucsdk._noise``);
+* Yamux window credit is sent in batches, as go-yamux does, not after every read
+  (see ``ucsdk._yamux``), and a closed Yamux connection does not linger 100 ms;
+* a new stream's protocol is negotiated in one round trip (py-libp2p waits for two;
+  see ``ucsdk._multiselect``);
 * the ``libp2p`` logger propagates again (``import libp2p`` turns that off), so the
   user's logging configuration sees py-libp2p's records.
 
@@ -50,9 +54,11 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from ucsdk._multiselect import pipelined_negotiation
 from ucsdk._noise import whole_noise_writes
 from ucsdk._quic import fast_quic
 from ucsdk._wire import close_quietly
+from ucsdk._yamux import batched_window_updates, prompt_close
 from ucsdk.addresses import split_p2p
 from ucsdk.config import ConnectivityConfig, transport_of
 from ucsdk.transports.webrtc import WebRTCDirect
@@ -217,6 +223,8 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
     restore_libp2p_logging()
     whole_noise_writes()
     fast_quic()  # py-libp2p's QUIC sends and polls per datagram: see ucsdk._quic
+    batched_window_updates()
+    prompt_close()
     listen = [multiaddr.Multiaddr(a) for a in config.resolved_listen_addrs()]
     security = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
@@ -258,6 +266,8 @@ def build_host(config: ConnectivityConfig, key_pair: KeyPair) -> IHost:
         # cached address stops working) and does not count what it refuses: ucsdk's
         # subclass derives the certificate from the host key and counts.
         _replace_transport(host, "webrtc-direct", WebRTCDirect(key_pair))
+    # A stream's protocol negotiation in one round trip (see ucsdk._multiselect).
+    pipelined_negotiation(host)
     guard_stream_handlers(host)
     end_inbound_handlers_with_their_connection(host)
     return host

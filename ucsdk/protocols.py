@@ -17,6 +17,7 @@ from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.pb.identify_pb2 import Identify
 from libp2p.peer.id import ID
 
+from ucsdk._multiselect import confirm_protocol
 from ucsdk._wire import FramingError, read_delimited, read_exactly
 
 logger = logging.getLogger("UniversalConnectivity")
@@ -35,6 +36,9 @@ async def ping_rtts(host: IHost, peer_id: ID, count: int) -> list[float]:
     stream = await host.new_stream(peer_id, [PING_PROTOCOL])
     rtts: list[float] = []
     try:
+        # An optimistically opened stream: the first round trip must not include the
+        # protocol's confirmation (ucsdk._multiselect).
+        await confirm_protocol(stream)
         for _ in range(count):
             payload = os.urandom(PING_SIZE)
             started = time.perf_counter()

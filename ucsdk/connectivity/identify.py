@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import multiaddr
 import trio
@@ -83,6 +83,54 @@ PEERSTORE_TTL = 7200
 IdentifiedListener = Callable[[ID, PeerRecord], "Awaitable[None] | None"]
 
 
+class InflightPeers(set[ID]):
+    """py-libp2p's set of the peers its host is identifying (``_identify_inflight``),
+    telling who waits for one when it leaves the set (ucsdk asked every 20 ms before).
+
+    Example:
+        >>> peers = InflightPeers()
+        >>> peers.add("a"); peers.discard("a"); "a" in peers
+        False
+    """
+
+    def __init__(self, peers: Iterable[ID] = ()) -> None:
+        super().__init__(peers)
+        self._waiters: dict[object, trio.Event] = {}
+
+    def _done(self, peer: object) -> None:
+        event = self._waiters.pop(peer, None)
+        if event is not None:
+            event.set()
+
+    def discard(self, peer: object) -> None:
+        super().discard(peer)
+        self._done(peer)
+
+    def remove(self, peer: ID) -> None:
+        super().remove(peer)
+        self._done(peer)
+
+    def clear(self) -> None:
+        super().clear()
+        for peer in list(self._waiters):
+            self._done(peer)
+
+    async def wait_done(self, peer: ID) -> None:
+        """Return once ``peer`` is not (or no longer) being identified."""
+        while peer in self:
+            event = self._waiters.get(peer)
+            if event is None:
+                event = self._waiters[peer] = trio.Event()
+            await event.wait()
+
+
+def watch_host_identify(host: IHost) -> None:
+    """Put :class:`InflightPeers` in place of the host's ``_identify_inflight`` set."""
+    inflight = getattr(host, "_identify_inflight", None)
+    if isinstance(inflight, set) and not isinstance(inflight, InflightPeers):
+        host._identify_inflight = InflightPeers(inflight)  # type: ignore[attr-defined]
+
+
 class IdentifyService(Service):
     """Identifies every new connection's peer and answers identify per peer."""
 
@@ -105,6 +153,7 @@ class IdentifyService(Service):
         self.answered = 0
 
     async def _on_start(self) -> None:
+        watch_host_identify(self.host)
         self.host.set_stream_handler(IDENTIFY_PROTOCOL, self._answer)
         self.host.set_stream_handler(IDENTIFY_PUSH_PROTOCOL, self._on_push)
         self._connections.listeners.append(self._on_connection)
@@ -127,11 +176,10 @@ class IdentifyService(Service):
         """
         await trio.sleep(0.05)  # the host schedules its identify in its own notifee
         inflight = getattr(self.host, "_identify_inflight", None)
-        if not isinstance(inflight, set):
+        if not isinstance(inflight, InflightPeers):
             return
         with trio.move_on_after(IDENTIFY_TIMEOUT):
-            while peer_id in inflight:
-                await trio.sleep(0.02)
+            await inflight.wait_done(peer_id)
 
     async def identify(self, peer_id: ID) -> None:
         """Ask ``peer_id`` who it is and take in the answer (errors are the peer's)."""
