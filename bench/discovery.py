@@ -10,7 +10,12 @@ For each size N, N ``ucsdk node`` processes on 127.0.0.1:
 Discovered peers are dialled (auto-dial), as in normal use.
 Figures: seconds from the last process being ready until every node lists every other
 with that mechanism among its sources; CPU seconds (user + system) all processes spent
-until then; peak resident memory per node. Announce interval 1 s, mDNS query interval 5 s.
+until then; ``cpu_ms_per_node_announcement``: those CPU seconds per node per announcement
+round (one round per announce interval while the table filled), so sizes compare; peak
+resident memory per node. Announce interval 1 s, mDNS query interval 5 s.
+
+Targets (issue 16), printed met / NOT met for the sizes run: pubsub at 40 nodes under 5 s
+and at 100 nodes under 20 s; mDNS at 100 nodes under 20 s.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ANNOUNCE_INTERVAL = 1.0
+TARGETS = [("pubsub", 40, 5.0), ("pubsub", 100, 20.0), ("mdns", 100, 20.0)]
+"""(mechanism, nodes, seconds): every node lists every other within that time."""
 
 
 @dataclass
@@ -64,7 +72,7 @@ class Proc:
 
 def start(extra: list[str]) -> Proc:
     command = [sys.executable, "-m", "ucsdk", "node", "--listen-host", "127.0.0.1", "--json"]
-    command += ["--interval", "0.5", "--announce-interval", "1", *extra]
+    command += ["--interval", "0.5", "--announce-interval", str(ANNOUNCE_INTERVAL), *extra]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -102,12 +110,15 @@ def run(size: int, mechanism: str, limit: float) -> dict[str, object]:
                 break
             time.sleep(0.1)
         found = min(len({pid for pid, s in p.latest.items() if mechanism in s}) for p in procs)
+        cpu = sum(p.cpu_seconds() for p in procs) - cpu_start
+        rounds = max(1.0, (elapsed if elapsed is not None else limit) / ANNOUNCE_INTERVAL)
         return {
             "nodes": size,
             "mechanism": mechanism,
             "full_table_s": round(elapsed, 2) if elapsed is not None else None,
             "min_peers_found": found,
-            "cpu_s": round(sum(p.cpu_seconds() for p in procs) - cpu_start, 2),
+            "cpu_s": round(cpu, 2),
+            "cpu_ms_per_node_announcement": round(cpu * 1000 / size / rounds, 1),
             "rss_mb_per_node": round(sum(p.rss_mb() for p in procs) / len(procs), 1),
         }
     finally:
@@ -123,7 +134,7 @@ def run(size: int, mechanism: str, limit: float) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 100])
     parser.add_argument("--mechanisms", nargs="+", default=["pubsub", "mdns", "dht"])
     parser.add_argument("--limit", type=float, default=90.0, help="seconds to wait per run")
     parser.add_argument("--quick", action="store_true", help="3 nodes, for a smoke run")
@@ -138,7 +149,25 @@ def main() -> int:
             rows.append(run(size, mechanism, args.limit))
             print(f"  done: {rows[-1]}", file=sys.stderr, flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
+    for line in target_lines(rows):
+        print(line)
     return 0
+
+
+def target_lines(rows: list[dict[str, object]]) -> list[str]:
+    """One line per target: met / NOT met where its size and mechanism ran."""
+    lines = []
+    for mechanism, nodes, seconds in TARGETS:
+        name = f"target {mechanism} discovery, {nodes} nodes, under {seconds:g} s"
+        row = next((r for r in rows if r["mechanism"] == mechanism and r["nodes"] == nodes), None)
+        if row is None:
+            lines.append(f"{name}: not run (--sizes {nodes} --mechanisms {mechanism})")
+            continue
+        took = row["full_table_s"]
+        verdict = "met" if isinstance(took, float) and took < seconds else "NOT met"
+        shown = f"{took} s" if took is not None else f"incomplete, {row['min_peers_found']} found"
+        lines.append(f"{name}: {shown}: {verdict}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ def test_discovery_benchmark_quick_run() -> None:
     assert {row[1] for row in rows} == {"pubsub", "mdns"}
     for row in rows:
         assert row[2] != "None", result.stdout  # every node found every other
+    assert "cpu_ms_per_node_announcement" in result.stdout
+    for target in ("pubsub discovery, 40 nodes", "pubsub discovery, 100", "mdns discovery, 100"):
+        assert f"target {target}" in result.stdout, result.stdout
 
 
 def test_dashboard_benchmark_quick_run(tmp_path: Path) -> None:

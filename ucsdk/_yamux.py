@@ -21,7 +21,10 @@ removed.
 and its ``on_close`` callback has run. The swarm closes its connections one after the
 other when the host stops, so a node with 10 peers took over a second to stop
 (bench/facade.py, bench/idle.py). :func:`prompt_close` cancels that last sleep (nothing
-follows it); the GO_AWAY frame, the socket's close and ``on_close`` are unchanged.
+follows it) while the whole swarm closes; the GO_AWAY frame, the socket's close and
+``on_close`` are unchanged. A single connection's close (a disconnect) keeps the sleep:
+without it, a peer that disconnected and reconnected at once and then opened hundreds of
+streams saw a few of them reset during negotiation (bench/peers.py, 2-5 in 400).
 py-libp2p's ``SwarmConn._cleanup`` waits another 100 ms after it resets the streams
 (for their handlers to see the reset): :func:`prompt_close` gives them a few scheduler
 passes instead. Upstream would need both sleeps removed.
@@ -36,10 +39,12 @@ Example:
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 import trio
 from libp2p.network.connection.swarm_connection import SwarmConn
+from libp2p.network.swarm import Swarm
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 logger = logging.getLogger(__name__)
@@ -75,7 +80,23 @@ def batched_window_updates() -> None:
 _original_close = Yamux.close
 
 
+_original_swarm_close = Swarm.close
+_SWARM_CLOSING: ContextVar[bool] = ContextVar("ucsdk_swarm_closing", default=False)
+"""Set while a swarm closes all its connections (the host stopping), in that task."""
+
+
+async def _closing_swarm(self: Any) -> None:
+    token = _SWARM_CLOSING.set(True)
+    try:
+        await _original_swarm_close(self)
+    finally:
+        _SWARM_CLOSING.reset(token)
+
+
 async def _prompt_close(self: Any, *args: Any, **kwargs: Any) -> None:
+    if not _SWARM_CLOSING.get():
+        await _original_close(self, *args, **kwargs)
+        return
     callback = self.on_close
 
     with trio.CancelScope() as linger:
@@ -117,5 +138,7 @@ def prompt_close() -> None:
     once it is closed (idempotent; process-wide)."""
     if Yamux.close is not _prompt_close:
         Yamux.close = _prompt_close  # type: ignore[method-assign]
+    if Swarm.close is not _closing_swarm:
+        Swarm.close = _closing_swarm  # type: ignore[method-assign]
     if SwarmConn._cleanup is not _prompt_cleanup:
         SwarmConn._cleanup = _prompt_cleanup  # type: ignore[method-assign]
