@@ -36,6 +36,25 @@ def _revision(rev: str) -> Iterator[tuple[Path, Path]]:
             subprocess.run([*command, "remove", "--force", str(tmp / "tree")], check=False)
 
 
+def _run_json(script: str, args: list[str], ucsdk_tree: Path, tmp: Path, quiet: bool) -> Any:
+    """Run ``script args --json FILE`` importing ucsdk from ``ucsdk_tree``; the figures."""
+    out = tmp / "out.json"
+    subprocess.run(
+        [sys.executable, script, *args, "--json", str(out)],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ucsdk_tree)},
+        cwd=tmp,
+        stdout=subprocess.DEVNULL if quiet else None,
+    )
+    return json.loads(out.read_text())
+
+
+def run_on_revision(script: str, args: list[str], rev: str) -> Any:
+    """``script args --json FILE`` once, with ucsdk of revision ``rev``; its figures."""
+    with _revision(rev) as (tmp, tree):
+        return _run_json(script, args, tree, tmp, quiet=False)
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     """``--json``, ``--compare REV`` and ``--rounds N``."""
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -102,16 +121,8 @@ def compare(script: str, args: list[str], rev: str, rounds: int) -> dict[str, di
     with _revision(rev) as (tmp, tree):
         for round_ in range(rounds):
             for label, path in ((rev, tree), ("this tree", ROOT)):
-                out = tmp / "out.json"
                 print(f"round {round_ + 1}/{rounds}: {label}", flush=True)
-                subprocess.run(
-                    [sys.executable, script, *args, "--json", str(out)],
-                    check=True,
-                    env={**os.environ, "PYTHONPATH": str(path)},
-                    cwd=tmp,
-                    stdout=subprocess.DEVNULL,
-                )
-                runs[label].append(json.loads(out.read_text()))
+                runs[label].append(_run_json(script, args, path, tmp, quiet=True))
     medians = {
         label: {name: statistics.median(r[name] for r in found) for name in found[0]}
         for label, found in runs.items()

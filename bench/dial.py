@@ -27,16 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _compare import run_on_revision
+
 DEFAULTS = {
     "autonat_min_agreement": 1,  # one public AutoNAT server in this lab
     "pubsub_announce_interval": 1.0,
@@ -121,31 +119,6 @@ def run_trials(trials: int) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _run_revision(rev: str, trials: int) -> dict[str, dict[str, Any]]:
-    """The same trials on revision ``rev`` of ucsdk, in a child process."""
-    with tempfile.TemporaryDirectory(prefix="ucsdk-bench-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
-            check=True,
-        )
-        try:
-            out = Path(tmp) / "out.json"
-            env = {**os.environ, "PYTHONPATH": str(tree)}
-            subprocess.run(
-                [sys.executable, __file__, "--trials", str(trials), "--json", str(out)],
-                check=True,
-                env=env,
-                cwd=tmp,
-            )
-            result: dict[str, dict[str, Any]] = json.loads(out.read_text())
-            return result
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-            )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
@@ -167,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     columns: dict[str, dict[str, dict[str, Any]]] = {"this": now}
     if args.compare:
         print(f"measuring {args.compare}, {args.trials} trials", flush=True)
-        columns[args.compare] = _run_revision(args.compare, args.trials)
+        columns[args.compare] = run_on_revision(
+            __file__, ["--trials", str(args.trials)], args.compare
+        )
     print(
         f"{'way':6} {'revision':12} {'ok':>6} {'call ms':>9} {'to direct ms':>13} "
         f"{'max circuits':>12}"

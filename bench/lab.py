@@ -30,14 +30,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _compare import run_on_revision
 
 from ucsdk import errors
 from ucsdk.lab import Lab, NatType, check_requirements
@@ -51,7 +49,6 @@ CYCLE = [
 ]
 
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_HOSTS = 100
 TARGET_BUILD_S = 60.0
 TARGET_PSS_MB = 60.0
@@ -128,38 +125,6 @@ def measure(size: int) -> dict[str, float | int]:
     }
 
 
-def _run_revision(rev: str, sizes: list[int]) -> list[dict[str, Any]]:
-    """This bench on revision ``rev`` of ucsdk (a temporary worktree), in a child process."""
-    with tempfile.TemporaryDirectory(prefix="ucsdk-bench-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
-            check=True,
-        )
-        try:
-            out = Path(tmp) / "out.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--sizes",
-                    *map(str, sizes),
-                    "--json",
-                    str(out),
-                    "--no-targets",
-                ],
-                check=True,
-                env={**os.environ, "PYTHONPATH": str(tree)},
-                cwd=tmp,
-            )
-            rows: list[dict[str, Any]] = json.loads(out.read_text())
-            return rows
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-            )
-
-
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The three lab targets, judged on the largest size measured."""
     row = max(rows, key=lambda r: r["hosts"])
@@ -205,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         sizes = args.compare_sizes or [s for s in args.sizes if s <= 30] or args.sizes[:1]
         print(f"measuring {args.compare} at {sizes} hosts ...", flush=True)
-        old = _run_revision(args.compare, sizes)
+        old = run_on_revision(__file__, ["--sizes", *map(str, sizes), "--no-targets"], args.compare)
         rows.extend({**r, "revision": args.compare} for r in old)
     frame = pd.DataFrame(rows).sort_values(["hosts", "revision"], kind="stable")
     print(frame.to_string(index=False))
