@@ -6,21 +6,26 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick_run(bench: str, tmp_path: Path, *args: str) -> tuple[dict[str, float], str]:
-    """Run ``bench/<bench> --quick ARGS --json``: its figures and its output."""
+def _quick_run(
+    bench: str, tmp_path: Path, *args: str, timeout: float = 300
+) -> tuple[dict[str, Any], str]:
+    """Run ``bench/<bench> --quick ARGS --json`` from the project's folder: its figures
+    and its output."""
     out = tmp_path / "figures.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / bench), "--quick", *args, "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
+        cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr
-    figures: dict[str, float] = json.loads(out.read_text())
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures: dict[str, Any] = json.loads(out.read_text())
     return figures, result.stdout
 
 
@@ -77,16 +82,7 @@ def test_pubsub_benchmark_quick_run(tmp_path: Path) -> None:
     without a count."""
     import os
 
-    out = tmp_path / "pubsub.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "pubsub.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures, stdout = _quick_run("pubsub.py", tmp_path)
     cases = [(r["case"], r["publisher"]) for r in figures["pubsub"]]
     assert cases == [
         ("ucsdk -> 1 ucsdk", "aio"),
@@ -102,7 +98,7 @@ def test_pubsub_benchmark_quick_run(tmp_path: Path) -> None:
     ways = {(r["transport"], r["way"]) for r in figures["streams"]}
     assert ("tcp", "raw trio TCP sockets") in ways and ("quic", "ucsdk stream on the loop") in ways
     assert all(r["mb_per_s"] > 0 for r in figures["streams"])
-    assert "target: >= 2,000 messages/s" in result.stdout
+    assert "target: >= 2,000 messages/s" in stdout
 
 
 def test_browser_benchmark_quick_run() -> None:
@@ -125,16 +121,7 @@ def test_peers_benchmark_quick_run(tmp_path: Path) -> None:
     is, and must in CI: UCSDK_REQUIRE_NODE=1) and both targets' verdicts."""
     import os
 
-    out = tmp_path / "peers.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "peers.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures, stdout = _quick_run("peers.py", tmp_path, timeout=600)
     pairings = [row["pairing"] for row in figures["rows"]]
     if os.environ.get("UCSDK_REQUIRE_NODE") == "1" or figures["js_skipped"] is None:
         assert pairings == ["ucsdk -> ucsdk", "js -> js", "ucsdk -> js", "js -> ucsdk"]
@@ -143,13 +130,13 @@ def test_peers_benchmark_quick_run(tmp_path: Path) -> None:
     for row in figures["rows"]:
         for name in ("connect_ms", "ping_ms", "rtt_ms", "tcp_mb_s", "gossip_msg_s"):
             assert row[name] > 0, (name, row)
-        assert f"\n{row['pairing']:<16}" in result.stdout
+        assert f"\n{row['pairing']:<16}" in stdout
     assert figures["rows"][0]["quic_mb_s"] > 0
     assert all(row["quic_mb_s"] is None for row in figures["rows"][1:])
     assert figures["quic_bulk_mb_s"] > 0 and figures["raw_aioquic_mb_s"] > 0
     for target in ("target 3 (new-stream ping", "target 5 (ucsdk QUIC"):
-        assert target in result.stdout, result.stdout
-    assert "QUIC n/a on js" in result.stdout
+        assert target in stdout, stdout
+    assert "QUIC n/a on js" in stdout
 
 
 def test_idle_benchmark_quick_run(tmp_path: Path) -> None:
