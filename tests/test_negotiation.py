@@ -200,3 +200,40 @@ def test_megabytes_flow_through_batched_window_credit() -> None:
     assert whole
     # 2 MiB each way in a 256 KiB window: credit was given, in batches (not per read).
     assert 0 < updates < 200
+
+
+HEADER_BYTES = _multiselect.encode_messages([_multiselect.HEADER])
+HOSTILE_OPENINGS = {
+    "a length varint that never ends": HEADER_BYTES + b"\xff" * 12,
+    "a proposal without its newline": HEADER_BYTES + b"\x17/ucsdk-test/echo/1.0.0X",
+    "a proposal longer than any protocol name": HEADER_BYTES + b"\x90\x4e" + b"a" * 9999 + b"\n",
+    "a proposal that is not UTF-8": HEADER_BYTES + b"\x05\xff\xfe\xfd\xfc\n",
+    "no header, straight to the proposal": _multiselect.encode_messages([str(ECHO)]),
+    "a zero-length message": HEADER_BYTES + b"\x00",
+}
+
+
+@pytest.mark.parametrize("opening", list(HOSTILE_OPENINGS), ids=list(HOSTILE_OPENINGS))
+def test_a_hostile_opening_gets_no_protocol_and_the_listener_serves_on(opening: str) -> None:
+    """The ucsdk listener looks at what the dialer already sent before it answers: bytes
+    from a hostile peer, written raw on a new stream (no client-side negotiation), never
+    select a protocol, and the next well-formed stream is served."""
+
+    async def body(a: IHost, b: IHost) -> tuple[bytes, bytes]:
+        conn = a.get_network().get_connection(b.get_id())
+        assert conn is not None
+        stream = await conn.new_stream()
+        await stream.write(HOSTILE_OPENINGS[opening])
+        reply = b""
+        with trio.move_on_after(5):
+            try:
+                while chunk := await stream.read(4096):
+                    reply += chunk
+            except Exception:
+                pass  # reset or closed by the listener: what a refusal looks like
+        await stream.reset()
+        return reply, await _echo_once(a, b, [ECHO])
+
+    reply, next_answer = _pair(_plain_host, _ucsdk_host, body)
+    assert str(ECHO).encode() + b"\n" not in reply  # ECHO was never selected
+    assert next_answer == b"hello"
