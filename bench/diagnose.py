@@ -84,7 +84,8 @@ def run(types: tuple[str, ...]) -> list[dict[str, Any]]:
                 continue
             for host in pair:
                 if not wait_until(lambda h=host: len(h.node.reservations()) > 0, 60, 0.2):
-                    raise RuntimeError(f"{host.name} got no reservation: {host.node.events()}")
+                    events = host.node.events().to_string(max_colwidth=120)
+                    raise RuntimeError(f"{host.name} got no reservation:\n{events}")
         for a_type, b_type in itertools.combinations_with_replacement(types, 2):
             a = hosts[a_type][0]
             b = hosts[b_type][1] if a_type == b_type else hosts[b_type][0]

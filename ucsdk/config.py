@@ -145,6 +145,8 @@ class ConnectivityConfig:
     stun_servers: list[str] = field(default_factory=list)
     max_relay_reservations: int = 3
     max_relay_circuits: int = 256
+    # Server: peers holding a reservation at once (go-libp2p's relays allow 128 too).
+    max_relay_reservations_served: int = 128
     # Relay details: reserve automatically when AutoNAT says private; per-circuit limits a
     # relay server applies. go-libp2p uses 2 minutes and 128 KiB, for connections that carry
     # only a few protocols; ucsdk runs discovery over relayed connections too (about 4 KB/s
@@ -384,6 +386,7 @@ class ConnectivityConfig:
             ("max_connections_per_peer", 1),
             ("max_relay_reservations", 0),
             ("max_relay_circuits", 0),
+            ("max_relay_reservations_served", 1),
             ("max_events", 1),
             ("max_discovered_peers", 1),
             ("metrics_history_size", 1),

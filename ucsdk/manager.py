@@ -285,6 +285,7 @@ class UniversalConnectivityManager(Service):
             server = CircuitRelayServer(
                 host,
                 max_circuits=cfg.max_relay_circuits,
+                max_reservations=cfg.max_relay_reservations_served,
                 limit_duration=cfg.relay_limit_duration,
                 limit_data=cfg.relay_limit_data,
                 allow_unknown_ip=cfg.relay_allow_unknown_ip,

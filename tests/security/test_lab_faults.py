@@ -279,3 +279,36 @@ def test_relay_link_down_10s_reservation_and_circuits_recover(lab: ucsdk.lab.Lab
     print(f"relay link up -> reservation and a working circuit after {time.monotonic() - up:.2f} s")
     assert a.node.ping(relay_id, count=1)
     _assert_no_leak(a, fds, threads)
+
+
+# ------------------------------------------------- (f) automatic reservation refused
+def test_a_refused_automatic_reservation_is_tried_again(lab: ucsdk.lab.Lab) -> None:
+    # The relay serves one reservation and another host holds it: the node, private by
+    # AutoNAT's word, is refused. It says so in its events and, once the slot is free (the
+    # holder is SIGKILLed; its TCP connection closes), gets the reservation on a retry.
+    quick = {"connection_timeout": 3.0}  # AutoNAT's dial-backs to the NATed host time out
+    relay = lab.add_public_host(
+        "relay", enable_relay_server=True, max_relay_reservations_served=1, **quick
+    )
+    holder = lab.add_host(
+        "x", relay_auto_reserve=False, enable_autonat=False, relay_rejoin_window=0
+    )
+    a = lab.add_host(
+        "a", nat="port_restricted", autonat_min_agreement=1, autonat_boot_delay=1.0, **quick
+    )
+    lab.wait_ready()
+    holder.node.reserve(relay.multiaddr("tcp"))
+    relay_id = relay.node.peer_id
+    a.node.connect(relay.multiaddr())
+    assert wait_until(lambda: _events(a, "relay_reservation_failed", relay_id) >= 1, 60, 0.2), (
+        a.node.events().to_string()
+    )
+    assert not _reserved_on(a, relay)
+    ev = a.node.events()
+    failed = ev[ev["kind"].astype(str) == "relay_reservation_failed"]["detail"].iloc[0]
+    assert failed.startswith("relay ") and "RESERVATION_REFUSED" in failed, failed
+    assert failed.endswith("trying again in 2 s"), failed
+    lab.kill_node(holder)
+    assert wait_until(lambda: _reserved_on(a, relay) and _circuit_advertised(a, relay), 30), (
+        a.node.events().tail(10).to_string()
+    )

@@ -47,6 +47,12 @@ MAX_RELAYS_SEEN = 64
 RELAY_SEEN_MAX_AGE = 600.0
 """Seconds a relay is remembered after it was last seen connected."""
 RELAY_PRUNE_INTERVAL = 30.0
+RESERVE_ATTEMPT_TIMEOUT = 20.0
+"""Seconds one automatic reservation may take (connecting, negotiating, the relay's reply)."""
+RESERVE_RETRY_FIRST = 2.0
+RESERVE_RETRY_MAX = 60.0
+"""An automatic reservation that failed is tried again after 2 s, doubling up to 60 s,
+while this node is private and holds fewer reservations than it may."""
 MAX_HOLE_PUNCHES_KEPT = 1000
 IDENTIFY_WAIT = 3.0
 STALE_DIRECT_WAIT = 2.0
@@ -75,9 +81,13 @@ class NatCoordinator(Service):
         self.dcutr_attempts = 0
         self.dcutr_successes = 0
         self._reserving = False
+        self._retry_delay = RESERVE_RETRY_FIRST
+        self._retry_planned = False
 
     async def _run(self, nursery: trio.Nursery) -> None:
         self._reserving = False
+        self._retry_planned = False
+        self._retry_delay = RESERVE_RETRY_FIRST
         self.schedule_reservations()
         while True:
             await trio.sleep(RELAY_PRUNE_INTERVAL)
@@ -203,6 +213,7 @@ class NatCoordinator(Service):
         self._reserving = self.spawn(self._reserve_on_relays)
 
     async def _reserve_on_relays(self) -> None:
+        failed = False
         try:
             client = self.relay_client
             if client is None:
@@ -213,11 +224,38 @@ class NatCoordinator(Service):
                 if relay in client.reservations:
                     continue
                 try:
-                    await client.make_reservation(relay)
-                except Exception as exc:
-                    logger.debug("reservation on %s failed: %s", relay, exc)
+                    with trio.fail_after(RESERVE_ATTEMPT_TIMEOUT):
+                        await client.make_reservation(relay)
+                except Exception as exc:  # the relay's failure, or a bug: shown either way
+                    failed = True
+                    reason = (
+                        "no answer in time"
+                        if isinstance(exc, trio.TooSlowError)
+                        else getattr(exc, "reason", None) or repr(exc)
+                    )
+                    self._recorder.record(
+                        "relay_reservation_failed",
+                        relay,
+                        f"{reason}; trying again in {self._retry_delay:.0f} s",
+                    )
         finally:
             self._reserving = False
+        if failed:
+            self._plan_retry()
+        else:
+            self._retry_delay = RESERVE_RETRY_FIRST
+
+    def _plan_retry(self) -> None:
+        if self._retry_planned:
+            return
+        delay = self._retry_delay
+        self._retry_delay = min(RESERVE_RETRY_MAX, delay * 2)
+        self._retry_planned = self.spawn(self._retry_after, delay)
+
+    async def _retry_after(self, delay: float) -> None:
+        await trio.sleep(delay)
+        self._retry_planned = False
+        self.schedule_reservations()
 
     async def _upgrade_relayed(self, pid: ID, relay_id: str | None) -> None:
         if self.dcutr is None:
