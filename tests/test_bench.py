@@ -141,6 +141,9 @@ def test_peers_benchmark_quick_run(tmp_path: Path) -> None:
 
 def test_idle_benchmark_quick_run(tmp_path: Path) -> None:
     figures, stdout = _quick_run("idle.py", tmp_path, "--nodes", "2")
-    assert figures["idle_cpu_percent_per_node"] >= 0
-    assert figures["node_stop_ms"] > 0
-    assert "target Node.stop()" in stdout
+    for suffix, preset in (("", "development"), ("_private", "private")):
+        assert figures[f"idle_cpu_percent_per_node{suffix}"] > 0, figures
+        assert figures[f"node_stop_ms{suffix}"] > 0, figures
+        assert figures[f"connections_per_node{suffix}"] == 1, figures  # they found each other
+        assert f"% of a core ({preset})" in stdout, stdout
+        assert f"target Node.stop() < 100 ms ({preset})" in stdout, stdout
