@@ -75,6 +75,41 @@ MAX_CONCURRENT_DIALBACKS = 8
 
 DIAL, DIAL_RESPONSE = 0, 1
 OK, E_DIAL_ERROR, E_DIAL_REFUSED, E_BAD_REQUEST, E_INTERNAL_ERROR = 0, 100, 101, 200, 300
+STEADY_MAX_FACTOR = 8
+STEADY_LONGEST_WAIT = 900.0
+"""Rounds that leave a confident verdict unchanged space the next ones out: the wait
+doubles after each, up to ``STEADY_MAX_FACTOR`` times the interval, and not past 15 min
+(go-libp2p's refresh interval once confident) unless the interval itself is longer."""
+
+
+class SteadyBackoff:
+    """The wait before the next AutoNAT round: the interval while a verdict is new or
+    unsure, doubled after each round that left a confident verdict as it was.
+
+    Example:
+        >>> waits = SteadyBackoff(30.0)
+        >>> rounds = [("private", "public", True), ("public", "public", True),
+        ...           ("public", "public", True), ("public", "public", False)]
+        >>> [waits.after_round(*r) for r in rounds]
+        [30.0, 60.0, 120.0, 30.0]
+        >>> slow = SteadyBackoff(300.0)  # 15 min at most
+        >>> [slow.after_round("public", "public", True) for _ in range(3)]
+        [600.0, 900.0, 900.0]
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.steady_rounds = 0
+
+    def after_round(self, before: object, after: object, confident: bool) -> float:
+        if confident and before == after:
+            self.steady_rounds += 1
+        else:
+            self.steady_rounds = 0
+        factor = min(2**self.steady_rounds, STEADY_MAX_FACTOR)
+        return min(self.interval * factor, max(self.interval, STEADY_LONGEST_WAIT))
+
+
 STATUS_NAMES = {
     OK: "OK",
     E_DIAL_ERROR: "E_DIAL_ERROR",
@@ -672,10 +707,13 @@ class AutoNAT(Service):
 
     async def _probe_loop(self) -> None:
         await trio.sleep(self.boot_delay)
+        waits = SteadyBackoff(self.query_interval)
         while True:
             if self.servers():
+                before = self.nat_status
                 await self.probe()
-                wait = self.query_interval
+                confident = self.nat_status != "unknown" and self.confidence >= 3
+                wait = waits.after_round(before, self.nat_status, confident)
             else:
                 wait = min(self.query_interval, 5.0)  # wait for a server to appear
             assert self._wake is not None
@@ -688,6 +726,7 @@ __all__ = [
     "AUTONAT_PROTOCOL",
     "AutoNAT",
     "AutoNATReport",
+    "SteadyBackoff",
     "dial_back_to",
     "dial_fresh",
     "dialable_for",

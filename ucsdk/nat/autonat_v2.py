@@ -47,7 +47,7 @@ from ucsdk._conn import close_quietly, connection_of, ip_of, is_relayed, remote_
 from ucsdk._service import Service
 from ucsdk._wire import FramingError, read_delimited, write_delimited
 from ucsdk.addresses import punch_target_allowed
-from ucsdk.nat.autonat import dial_back_to, dial_fresh
+from ucsdk.nat.autonat import SteadyBackoff, dial_back_to, dial_fresh
 from ucsdk.proto import autonat_v2_pb2 as pb
 
 logger = logging.getLogger("UniversalConnectivity.autonat2")
@@ -362,10 +362,17 @@ class AutoNATv2(Service):
 
     async def _check_loop(self) -> None:
         await trio.sleep(self.boot_delay)
+        waits = SteadyBackoff(self.check_interval)
         while True:
             if self.servers():
+                before = self._verdicts()
                 await self.check_all()
-                wait = self.check_interval
+                after = self._verdicts()
+                confident = bool(after) and all(
+                    row["status"] != "unknown" and row["confidence"] >= 3
+                    for row in self.reachability()
+                )
+                wait = waits.after_round(before, after, confident)
             else:
                 wait = min(self.check_interval, 5.0)
             assert self._wake is not None
@@ -377,6 +384,10 @@ class AutoNATv2(Service):
                 # round would start the next.
                 await trio.sleep(MIN_ROUND_GAP)
             self._wake = trio.Event()
+
+    def _verdicts(self) -> dict[str, str]:
+        """Each checked address's status now (what a round may change)."""
+        return {row["addr"]: row["status"] for row in self.reachability()}
 
     def reachability(self) -> list[dict[str, Any]]:
         """One row per checked address: ``addr``, ``status`` (``public``, ``private`` or
