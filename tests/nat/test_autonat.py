@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import multiaddr
 import pytest
 import trio
@@ -152,5 +154,41 @@ def test_verdict_needs_agreement_and_refusals_do_not_count() -> None:
             await asking.stop()
             for service in servers:
                 await service.stop()
+
+    trio.run(main)
+
+
+def test_rounds_space_out_while_a_confident_verdict_holds() -> None:
+    """Three servers agree round after round: the wait between rounds doubles from the
+    interval (0.25 s) to 8 times it, instead of asking every 0.25 s for ever."""
+
+    async def main() -> None:
+        async with hosts(4) as (s1, s2, s3, client):
+            # Servers that answer every round (by default they dial a peer back at most 3
+            # times in 90 s, and a refusal is no evidence).
+            limits = {"rate_limit_per_peer": 100, "rate_limit_total": 100}
+            servers = [AutoNAT(s, boot_delay=3600, **limits) for s in (s1, s2, s3)]
+            for service in servers:
+                await service.start()
+            for server in (s1, s2, s3):
+                await connect(client, server)
+            asking = AutoNAT(client, query_interval=0.25, boot_delay=0, serve=False, min_groups=1)
+            await asking.start()
+
+            def round_starts() -> list[float]:
+                # A round's answers come within a moment of each other; rounds are apart.
+                times = [r.time.timestamp() for r in asking.reports]
+                return [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 0.2]
+
+            with trio.fail_after(60):
+                while len(round_starts()) < 7:
+                    await trio.sleep(0.05)
+            await asking.stop()
+            for service in servers:
+                await service.stop()
+            assert asking.nat_status == "public" and asking.confidence == 3
+            gaps = [b - a for a, b in itertools.pairwise(round_starts())]
+            assert gaps[-1] >= 2.0, gaps  # the wait alone is 8 x 0.25 s by then
+            assert gaps[-1] > 2 * gaps[0], gaps  # the first rounds waited 0.25 s
 
     trio.run(main)
