@@ -75,6 +75,7 @@ _ROUTINE_LOGGERS = (
     "libp2p.host.basic_host",
     "libp2p.stream_muxer.yamux.yamux",
     "libp2p.kad_dht.peer_routing",
+    "libp2p.kad_dht.kad_dht",
 )
 _ROUTINE_MARKERS = (
     "fail to read from multiselect communicator",
@@ -101,11 +102,21 @@ class RoutineDisconnects(logging.Filter):
         ...     "Error in handle_incoming: ClosedResourceError", None, None)
         >>> RoutineDisconnects().filter(record)
         False
+        >>> from libp2p.network.stream.exceptions import StreamEOF
+        >>> eof = logging.LogRecord("libp2p.kad_dht.kad_dht", logging.WARNING, "", 0,
+        ...     "Failed to read DHT message from stream: %s", (StreamEOF(),), None)
+        >>> RoutineDisconnects().filter(eof)
+        False
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if not any(marker in message for marker in _ROUTINE_MARKERS):
+        # py-libp2p's DHT server logs a peer that closed its request stream (a clean
+        # StreamEOF) as a failed read, at WARNING.
+        clean_eof = isinstance(record.args, tuple) and any(
+            isinstance(arg, EOFError) for arg in record.args
+        )
+        if not clean_eof and not any(marker in message for marker in _ROUTINE_MARKERS):
             return True
         if not logging.getLogger("libp2p").isEnabledFor(logging.DEBUG):
             return False
