@@ -201,7 +201,11 @@ def _register_streams_before_opening() -> None:
             try:
                 await self._bridge.run_coro(self._create_channel_cb(channel_id, ""))
             except Exception as exc:
-                self.remove_stream(channel_id)
+                # Not self.remove_stream(): py-libp2p's SwarmConn replaces it on the muxed
+                # connection with a coroutine taking a NetStream (it was never awaited here,
+                # and the channel stayed registered).
+                with self._streams_lock:
+                    self._streams.pop(channel_id, None)
                 raise WebRTCStreamError(f"could not open data channel {channel_id}: {exc}") from exc
         return stream
 
