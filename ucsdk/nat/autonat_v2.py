@@ -365,14 +365,13 @@ class AutoNATv2(Service):
         waits = SteadyBackoff(self.check_interval)
         while True:
             if self.servers():
-                before = self._verdicts()
+                before = self._verdicts(self.reachability())
                 await self.check_all()
-                after = self._verdicts()
-                confident = bool(after) and all(
-                    row["status"] != "unknown" and row["confidence"] >= 3
-                    for row in self.reachability()
+                rows = self.reachability()
+                confident = bool(rows) and all(
+                    row["status"] != "unknown" and row["confidence"] >= 3 for row in rows
                 )
-                wait = waits.after_round(before, after, confident)
+                wait = waits.after_round(before, self._verdicts(rows), confident)
             else:
                 wait = min(self.check_interval, 5.0)
             assert self._wake is not None
@@ -385,9 +384,10 @@ class AutoNATv2(Service):
                 await trio.sleep(MIN_ROUND_GAP)
             self._wake = trio.Event()
 
-    def _verdicts(self) -> dict[str, str]:
-        """Each checked address's status now (what a round may change)."""
-        return {row["addr"]: row["status"] for row in self.reachability()}
+    @staticmethod
+    def _verdicts(rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Each checked address's status in ``reachability()`` rows (what a round may change)."""
+        return {row["addr"]: row["status"] for row in rows}
 
     def reachability(self) -> list[dict[str, Any]]:
         """One row per checked address: ``addr``, ``status`` (``public``, ``private`` or
