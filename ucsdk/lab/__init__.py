@@ -16,7 +16,24 @@ Example (as root):
 """
 
 from ucsdk.lab._lab import LIBP2P_PORT, Lab, LabHost, LabNode
+from ucsdk.lab.campaigns import CampaignResult, campaign, run
 from ucsdk.lab.nat import NatType
 from ucsdk.lab.net import check_requirements
+from ucsdk.lab.spec import CampaignSpec, HostSpec, LinkSpec, Scenario, load_results
 
-__all__ = ["LIBP2P_PORT", "Lab", "LabHost", "LabNode", "NatType", "check_requirements"]
+__all__ = [
+    "LIBP2P_PORT",
+    "CampaignResult",
+    "CampaignSpec",
+    "HostSpec",
+    "Lab",
+    "LabHost",
+    "LabNode",
+    "LinkSpec",
+    "NatType",
+    "Scenario",
+    "campaign",
+    "check_requirements",
+    "load_results",
+    "run",
+]
