@@ -13,9 +13,11 @@ Example (as root):
     ...     b = lab.add_host("b", nat="symmetric")
     ...     print(lab.reachability())  # who can dial whom directly
     ...     print(lab.mapping(b))      # symmetric NAT: a new public port per destination
+    ...     print(lab.nat_behaviour(a))  # RFC 5780: mapping, filtering, hairpinning
 """
 
 from ucsdk.lab._lab import LIBP2P_PORT, Lab, LabHost, LabNode
+from ucsdk.lab.behaviour import NatBehaviourReport
 from ucsdk.lab.campaigns import CampaignResult, campaign, run
 from ucsdk.lab.nat import NatType
 from ucsdk.lab.net import check_requirements
@@ -30,6 +32,7 @@ __all__ = [
     "LabHost",
     "LabNode",
     "LinkSpec",
+    "NatBehaviourReport",
     "NatType",
     "Scenario",
     "campaign",

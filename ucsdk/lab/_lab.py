@@ -34,7 +34,8 @@ from ucsdk import errors, graph
 from ucsdk.connectivity.diagnosis import Diagnosis, NatReport
 from ucsdk.diagnostics import ResourceUsage
 from ucsdk.graph import NetworkGraph
-from ucsdk.lab import net
+from ucsdk.lab import behaviour, net
+from ucsdk.lab.behaviour import NatBehaviourReport
 from ucsdk.lab.nat import NatType, router_ruleset
 from ucsdk.lab.rpc import read_frame, write_frame
 from ucsdk.lab.stun import STUN_PORT
@@ -52,6 +53,10 @@ ISP_NET = "198.51.100"  # the routers' WAN side (TEST-NET-2)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _GRACE = 5.0
 _lab_numbers = itertools.count(1)
+#: The public host :meth:`Lab.nat_behaviour` adds (no node) as its two-address STUN server,
+#: and that server's second address.
+BEHAVIOUR_SERVER = "rfc5780"
+BEHAVIOUR_SECOND_IP = f"{PUBLIC_NET}.250"
 NAT_TABLE_COLUMNS = [
     "router",
     "proto",
@@ -504,6 +509,12 @@ class LabHost:
     loss_percent: float | None = None
     node_config: dict[str, Any] | None = None
     link_up: bool = True
+    #: RFC 4787 options of the host's router (``None`` for a public host): whether the
+    #: public port equals the inside port, whether the router hairpins, and the idle
+    #: lifetime of its UDP mappings (``None``: the kernel's default).
+    port_preservation: bool | None = None
+    hairpinning: bool | None = None
+    udp_timeout_s: float | None = None
 
     @property
     def gateway(self) -> str:
@@ -535,6 +546,57 @@ class LabHost:
         if self.node_handle is not None:
             addr += f"/p2p/{self.node.peer_id}"
         return addr
+
+
+def _check_nat_options(
+    kind: NatType, port_preservation: object, hairpinning: object, udp_timeout_s: object
+) -> None:
+    """Reject RFC 4787 router options that are not well formed or mean nothing for ``kind``."""
+    if not isinstance(port_preservation, bool):
+        raise errors.InvalidInput("port_preservation", port_preservation, "True or False")
+    if not isinstance(hairpinning, bool):
+        raise errors.InvalidInput("hairpinning", hairpinning, "True or False")
+    if udp_timeout_s is not None and (
+        isinstance(udp_timeout_s, bool)
+        or not isinstance(udp_timeout_s, int | float)
+        or not 1 <= udp_timeout_s <= 86400
+    ):
+        raise errors.InvalidInput(
+            "udp_timeout_s", udp_timeout_s, "None or a number of seconds from 1 to 86400"
+        )
+    if kind is NatType.NONE:
+        if not port_preservation:
+            raise errors.InvalidInput(
+                "port_preservation", False, "True: a public host has no NAT to change its port"
+            )
+        if hairpinning:
+            raise errors.InvalidInput(
+                "hairpinning", True, "False: a public host has no router to hairpin through"
+            )
+        if udp_timeout_s is not None:
+            raise errors.InvalidInput(
+                "udp_timeout_s", udp_timeout_s, "None: a public host has no NAT mapping"
+            )
+    if not port_preservation and kind is NatType.SYMMETRIC:
+        raise errors.InvalidInput(
+            "port_preservation",
+            False,
+            "True (the default): a symmetric NAT picks a random port per flow anyway",
+        )
+    if not port_preservation and kind in (NatType.PORT_FORWARDED, NatType.DOUBLE):
+        raise errors.InvalidInput(
+            "port_preservation",
+            False,
+            "True for a port_forwarded or double NAT (only port_restricted, full_cone and "
+            "address_restricted can map without preserving the port)",
+        )
+    if hairpinning and kind in (NatType.PORT_FORWARDED, NatType.DOUBLE):
+        raise errors.InvalidInput(
+            "hairpinning",
+            True,
+            "False for a port_forwarded or double NAT (hairpinning is built for "
+            "port_restricted, full_cone, address_restricted and symmetric)",
+        )
 
 
 class Lab:
@@ -689,14 +751,28 @@ class Lab:
         node: bool = True,
         latency_ms: float | None = None,
         loss_percent: float | None = None,
+        port_preservation: bool = True,
+        hairpinning: bool = False,
+        udp_timeout_s: float | None = None,
         **config: Any,
     ) -> LabHost:
         """A host behind a NAT of type ``nat`` (see :class:`NatType`), running a node.
 
         The node's process starts in the background; ``host.node`` waits for it. Optional
         ``latency_ms``/``loss_percent`` impair the host's link with ``tc netem``.
+
+        RFC 4787 options of the host's router (see ``docs/lab.md``):
+        ``port_preservation=False`` maps inside port ``p`` to public port ``p ^ 0x4000``
+        (still endpoint-independent; port-restricted, full-cone and address-restricted NATs);
+        ``hairpinning=True`` lets a packet from the host to its own public mapping back in;
+        ``udp_timeout_s`` sets how long an idle UDP mapping lives (whole seconds, >= 1).
+
+        Example (as root):
+            >>> lab.add_host("a", nat="full_cone", node=False,  # doctest: +SKIP
+            ...              hairpinning=True, udp_timeout_s=5)
         """
         kind = NatType.parse(nat)
+        _check_nat_options(kind, port_preservation, hairpinning, udp_timeout_s)
         with self._lock:
             self.start()
             self._check_name(name)
@@ -746,7 +822,16 @@ class Lab:
                         home_nat, "wan0", "lan0", forward_to=inside, ports=(LIBP2P_PORT,)
                     )
                     if home_nat is NatType.PORT_FORWARDED
-                    else router_ruleset(home_nat, "wan0", "lan0"),
+                    else router_ruleset(
+                        home_nat,
+                        "wan0",
+                        "lan0",
+                        inside=inside,
+                        public_ip=home_wan,
+                        port_preservation=port_preservation,
+                        hairpinning=hairpinning,
+                        udp_timeout_s=udp_timeout_s,
+                    ),
                 )
                 routers.insert(0, gw)
                 self._add_ns(ns)
@@ -755,6 +840,12 @@ class Lab:
                 net.add_address(ns, "eth0", f"{inside}/24")
                 net.default_route(ns, f"10.{n}.0.1")
                 host = LabHost(name, ns, kind, inside, wan_ip, routers)
+                if udp_timeout_s is not None:
+                    for router in routers:
+                        net.set_conntrack_udp_timeout(router, udp_timeout_s)
+                host.port_preservation = port_preservation and kind is not NatType.SYMMETRIC
+                host.hairpinning = hairpinning
+                host.udp_timeout_s = udp_timeout_s
             if latency_ms is not None or loss_percent is not None:
                 self.impair(host, latency_ms=latency_ms, loss_percent=loss_percent)
             self._hosts[name] = host
@@ -914,6 +1005,9 @@ class Lab:
                     "pid": h.node_handle.pid if h.node_handle is not None else None,
                     "latency_ms": h.latency_ms,
                     "loss_percent": h.loss_percent,
+                    "port_preservation": h.port_preservation,
+                    "hairpinning": h.hairpinning,
+                    "udp_timeout_s": h.udp_timeout_s,
                 }
             )
         return pd.DataFrame(
@@ -931,6 +1025,9 @@ class Lab:
                 "pid",
                 "latency_ms",
                 "loss_percent",
+                "port_preservation",
+                "hairpinning",
+                "udp_timeout_s",
             ],
         )
 
@@ -985,7 +1082,11 @@ class Lab:
         servers = (
             [self._resolve(v) for v in via]
             if via is not None
-            else [x for x in self._hosts.values() if x.is_public and x is not h]
+            else [
+                x
+                for x in self._hosts.values()
+                if x.is_public and x is not h and x.name != BEHAVIOUR_SERVER
+            ]
         )
         if not servers:
             raise errors.InvalidInput("STUN servers", [], "at least one public host")
@@ -997,6 +1098,53 @@ class Lab:
             row["server_host"] = server.name
         return pd.DataFrame(
             rows, columns=["host", "server_host", "local", "server", "mapped", "error"]
+        )
+
+    def nat_behaviour(
+        self,
+        host: LabHost | str,
+        *,
+        lifetime_waits: Iterable[float] = (),
+        timeout: float = 1.0,
+    ) -> NatBehaviourReport:
+        """Classify the NAT in front of ``host`` from outside as RFC 5780 does: mapping,
+        filtering, port preservation, hairpinning and (for each idle wait in
+        ``lifetime_waits``, seconds) whether the mapping still admits the server's packet.
+
+        Uses real STUN Binding messages between a UDP socket on ``host`` and a server with
+        two addresses and two ports on a public host named ``"rfc5780"`` (no node), added on
+        first use. Works with ``node=False`` hosts. ``timeout``: how long to wait for one
+        packet. See :mod:`ucsdk.lab.behaviour`.
+
+        Example (as root):
+            >>> report = lab.nat_behaviour("a", lifetime_waits=(1, 5))  # doctest: +SKIP
+            >>> report.mapping, report.filtering  # doctest: +SKIP
+            ('endpoint_independent', 'address_and_port_dependent')
+            >>> report.frame  # doctest: +SKIP
+        """
+        h = self._resolve(host)
+        waits = list(lifetime_waits)
+        for wait in waits:
+            if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 600:
+                raise errors.InvalidInput("lifetime wait", wait, "seconds from 0 to 600")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise errors.InvalidInput("timeout", timeout, "a number of seconds > 0")
+        if h.name == BEHAVIOUR_SERVER:
+            raise errors.InvalidInput("host", h.name, "a host other than the probe's server")
+        with self._lock:
+            server = self._hosts.get(BEHAVIOUR_SERVER)
+            if server is None:
+                server = self.add_public_host(BEHAVIOUR_SERVER, node=False)
+                net.add_address(server.ns, "eth0", f"{BEHAVIOUR_SECOND_IP}/24")
+        return behaviour.probe(
+            h.name,
+            h.ns,
+            server.ns,
+            server.address,
+            BEHAVIOUR_SECOND_IP,
+            local_ip=h.address,
+            lifetime_waits=waits,
+            timeout=float(timeout),
         )
 
     def reachability(

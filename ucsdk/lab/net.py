@@ -11,19 +11,25 @@ processes still inside it, at the next lab start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ucsdk import errors
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 NS_PREFIX = "ucsdk-"
 NETNS_DIR = "/var/run/netns"
@@ -343,3 +349,73 @@ def conntrack_rows(ns: str) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def in_namespace(ns: str, fn: Callable[[], _T]) -> _T:
+    """Run ``fn`` in a short-lived thread that has entered namespace ``ns`` (``setns(2)``
+    through libc: Python 3.11 has no ``os.setns``); its result, or its exception re-raised.
+
+    Only that thread switches namespace, so the caller's own threads stay where they are.
+    A socket made inside ``fn`` belongs to ``ns`` for its whole life, whichever thread
+    uses it later: that is how the lab opens sockets in a host from this process.
+    """
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def enter_and_run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(os.path.join(NETNS_DIR, ns), "rb") as fh:
+                if libc.setns(fh.fileno(), _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise errors.LabError(f"setns into {ns}", "OSError", os.strerror(err))
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=enter_and_run, name=f"ucsdk-setns-{ns}", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def udp_socket(ns: str, address: tuple[str, int] = ("0.0.0.0", 0)) -> socket.socket:
+    """A UDP socket inside namespace ``ns``, bound to ``address`` (see :func:`in_namespace`).
+
+    Example (as root, with a lab running):
+        >>> sock = udp_socket("ucsdk-4242-1-alice")  # doctest: +SKIP
+        >>> sock.getsockname()  # doctest: +SKIP
+        ('0.0.0.0', 40123)
+    """
+
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return in_namespace(ns, make)
+
+
+def set_conntrack_udp_timeout(ns: str, seconds: float) -> None:
+    """Set both conntrack UDP timeouts (unreplied and stream) of namespace ``ns``: how long
+    an idle UDP mapping of a router there lives (whole seconds, at least 1)."""
+    value = max(1, math.ceil(seconds))
+    ns_run(
+        ns,
+        [
+            "sysctl",
+            "-q",
+            "-w",
+            f"net.netfilter.nf_conntrack_udp_timeout={value}",
+            f"net.netfilter.nf_conntrack_udp_timeout_stream={value}",
+        ],
+    )

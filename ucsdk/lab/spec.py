@@ -445,12 +445,13 @@ class Scenario:
     def build(self, lab: Lab) -> None:
         """Add the scenario's hosts to ``lab`` (nodes start in the background)."""
         for h in self.hosts:
+            link: dict[str, Any] = dict(h.link.to_dict())
             lab.add_host(
                 h.name,
                 nat=h.nat,
                 node=h.node,
                 **h.nat_options(),
-                **h.link.to_dict(),
+                **link,
                 **dict(h.config),
             )
 
