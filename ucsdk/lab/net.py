@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -224,34 +227,37 @@ def netem_available() -> bool:
     return _NETEM
 
 
-def impair(ns: str, ifname: str, latency_ms: float | None, loss_percent: float | None) -> None:
-    """Delay (``tc netem``) and drop (nftables ``numgen random``) packets leaving ``ifname``.
+def impair(
+    ns: str,
+    ifname: str,
+    latency_ms: float | None,
+    loss_percent: float | None,
+    jitter_ms: float | None = None,
+    bandwidth_mbps: float | None = None,
+) -> None:
+    """With the kernel's netem: delay (with jitter), drop and rate-limit the packets leaving
+    ``ifname`` (``tc netem``); all ``None`` removes it.
 
-    Both ``None`` removes the impairment. Loss uses nftables so it works on kernels without
-    ``sch_netem``; latency needs netem (:class:`ucsdk.errors.LabUnavailable` otherwise).
+    Loss alone, on a kernel without netem, uses nftables ``numgen``; the lab's
+    :class:`DelayLine` does all four in user space where netem is missing.
     """
     ns_run(ns, ["tc", "qdisc", "del", "dev", ifname, "root"], check=False)
     ns_run(ns, ["nft", "delete", "table", "ip", "ucsdk_impair"], check=False)
-    if latency_ms:
+    if latency_ms or jitter_ms or bandwidth_mbps:
         if not netem_available():
             raise errors.LabUnavailable(
-                "the kernel's netem qdisc for latency (sch_netem)",
-                "use a kernel built with CONFIG_NET_SCH_NETEM, or impair with loss only",
+                "the kernel's netem qdisc (sch_netem)",
+                "use the lab's user-space delay line (Lab.impair chooses it by itself)",
             )
-        ns_run(
-            ns,
-            [
-                "tc",
-                "qdisc",
-                "replace",
-                "dev",
-                ifname,
-                "root",
-                "netem",
-                "delay",
-                f"{latency_ms:g}ms",
-            ],
-        )
+        args = ["delay", f"{latency_ms or 0:g}ms"]
+        if jitter_ms:
+            args.append(f"{jitter_ms:g}ms")
+        if loss_percent:
+            args += ["loss", f"{loss_percent:g}%"]
+        if bandwidth_mbps:
+            args += ["rate", f"{bandwidth_mbps:g}mbit"]
+        ns_run(ns, ["tc", "qdisc", "replace", "dev", ifname, "root", "netem", *args])
+        return
     if loss_percent:
         percent = round(loss_percent)
         match = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
@@ -419,3 +425,207 @@ def set_conntrack_udp_timeout(ns: str, seconds: float) -> None:
             f"net.netfilter.nf_conntrack_udp_timeout_stream={value}",
         ],
     )
+
+
+def _ip_json(args: Sequence[str]) -> list[dict[str, object]]:
+    out = run(["ip", "-j", *args])
+    data = json.loads(out or "[]")
+    return data if isinstance(data, list) else []
+
+
+_STALE_ON = ("nud", "stale", "dev")
+
+
+def touch_gateway(ns: str, gateway: str, timeout: float = 2.0) -> bool:
+    """One UDP round trip from ``ns`` to its ``gateway`` (port 9, answered by the
+    gateway's ICMP "port unreachable"), so both sides have resolved each other's MAC
+    address; whether the answer came within ``timeout``."""
+
+    def probe() -> bool:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((gateway, 9))
+            sock.send(b"ucsdk")
+            sock.recv(16)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.close()
+        return True
+
+    return in_namespace(ns, probe)
+
+
+def splice_wire(host_ns: str, wire_ns: str, ifname: str = "eth0") -> None:
+    """Put namespace ``wire_ns`` (created here) into the cable of ``host_ns``'s
+    ``ifname``, keeping everything else as it was.
+
+    The host's interface moves into the wire as ``up0``, still joined to its peer (the
+    router's ``lan0`` or the internet's port), so nothing on that side changes. A new veth
+    joins ``down0`` in the wire to a new ``ifname`` in the host, with the old one's MAC
+    address (neighbour caches stay right), addresses and default route. Until a
+    :mod:`ucsdk.lab.delayline` runs in the wire, the two ends are not connected.
+    """
+    link = _ip_json(["-n", host_ns, "link", "show", ifname])
+    if not link:
+        raise errors.LabError(f"splice {host_ns}", "NoLink", f"no {ifname} there")
+    mac = str(link[0]["address"])
+    addrs = [
+        f"{a['local']}/{a['prefixlen']}"
+        for entry in _ip_json(["-n", host_ns, "addr", "show", ifname])
+        for a in entry.get("addr_info", [])  # type: ignore[attr-defined]
+        if a.get("family") == "inet"
+    ]
+    gateways = [
+        str(r["gateway"])
+        for r in _ip_json(["-n", host_ns, "route", "show", "default"])
+        if "gateway" in r
+    ]
+    # The host's resolved neighbours (its gateway), kept across the new cable: otherwise
+    # the first packet after the splice would wait for ARP through the delayed line.
+    neighbours = [
+        (str(n["dst"]), str(n["lladdr"]))
+        for n in _ip_json(["-n", host_ns, "neigh", "show", "dev", ifname])
+        if "lladdr" in n and "." in str(n.get("dst", ""))
+    ]
+    add_namespace(wire_ns)
+    run(["ip", "-n", host_ns, "link", "set", ifname, "netns", wire_ns])
+    run(["ip", "-n", wire_ns, "link", "set", ifname, "name", "up0"])
+    run(
+        [
+            "ip",
+            "-n",
+            wire_ns,
+            "link",
+            "add",
+            "down0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "netns",
+            host_ns,
+        ]
+    )
+    run(["ip", "-n", host_ns, "link", "set", ifname, "address", mac])
+    for ns, name in ((wire_ns, "up0"), (wire_ns, "down0"), (host_ns, ifname)):
+        run(["ip", "-n", ns, "link", "set", name, "up"])
+    for cidr in addrs:
+        add_address(host_ns, ifname, cidr)
+    for gateway in gateways[:1]:
+        default_route(host_ns, gateway)
+    for dst, lladdr in neighbours:
+        run(
+            ["ip", "-n", host_ns, "neigh", "replace", dst, "lladdr", lladdr, *_STALE_ON, ifname],
+            check=False,
+        )
+
+
+class DelayLine:
+    """A running :mod:`ucsdk.lab.delayline` in a wire namespace (made by
+    :func:`splice_wire`): latency, jitter, loss and a bandwidth cap on one host's link.
+
+    :meth:`apply` changes the settings and returns once the line uses them; :meth:`stop`
+    ends the process (only this one, by its PID) and returns its counters.
+    """
+
+    def __init__(self, wire_ns: str, workdir: str, name: str) -> None:
+        from ucsdk.lab import delayline
+
+        self.ns = wire_ns
+        self.control = os.path.join(workdir, f"{name}.wire.json")
+        self._seq = 0
+        self._write({})
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                wire_ns,
+                sys.executable,
+                "-I",
+                delayline.__file__,
+                "down0",
+                "up0",
+                self.control,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.counters: dict[str, object] | None = None
+        ready = self._read_until("ready", None, 10.0)
+        if ready is None:
+            self.stop()
+            raise errors.LabError(
+                f"delay line in {wire_ns}", "NotStarted", self._stderr() or "no answer in 10 s"
+            )
+        self._read_until("applied", 0, 5.0)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def _write(self, params: dict[str, float | None]) -> None:
+        tmp = f"{self.control}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({**params, "seq": self._seq}, fh)
+        os.replace(tmp, self.control)
+
+    def _stderr(self) -> str:
+        if self.proc.stderr is None or self.running:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace").strip()[-500:]
+
+    def _read_until(self, key: str, value: object, timeout: float) -> dict[str, object] | None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            message = json.loads(line)
+            if key in message and (value is None or message[key] == value):
+                return dict(message)
+        return None
+
+    def apply(self, **params: float | None) -> None:
+        """Use ``latency_ms``, ``jitter_ms``, ``loss_percent``, ``bandwidth_mbps`` from now."""
+        if not self.running:
+            raise errors.LabError(
+                f"delay line in {self.ns}",
+                "Crashed",
+                f"it ended with exit {self.proc.returncode}: {self._stderr()}",
+            )
+        self._seq += 1
+        self._write(params)
+        self.proc.send_signal(signal.SIGHUP)
+        if self._read_until("applied", self._seq, 5.0) is None:
+            raise errors.LabError(f"delay line in {self.ns}", "NoAnswer", "no answer in 5 s")
+
+    def stop(self, timeout: float = 3.0) -> dict[str, object] | None:
+        """End the line (SIGTERM, then SIGKILL); its counters, if it could say them."""
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+            message = self._read_until("counters", None, timeout)
+            if message is not None:
+                self.counters = dict(message["counters"])  # type: ignore[call-overload]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.counters
