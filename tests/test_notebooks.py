@@ -33,7 +33,7 @@ def _text(cell: nbformat.NotebookNode) -> str:
 def test_notebook_runs(
     path: Path, tmp_path: Path, jupyter_env: None, request: pytest.FixtureRequest
 ) -> None:
-    if "nat_traversal_lab" in path.name or "why_cant_i_reach" in path.name:  # NAT labs
+    if any(k in path.name for k in ("nat_traversal_lab", "why_cant_i_reach", "campaign")):
         request.getfixturevalue("lab_required")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -53,6 +53,7 @@ def test_notebook_runs(
         "04_dashboard.ipynb": _check_dashboard,
         "05_chat.ipynb": _check_chat,
         "06_why_cant_i_reach.ipynb": _check_why,
+        "07_campaign.ipynb": _check_campaign,
     }
     checks[path.name](notebook)
 
@@ -216,3 +217,18 @@ def _check_quickstart(notebook: nbformat.NotebookNode) -> None:
     assert "total_connections_failed=0" in metrics, metrics
     assert "/noise" in _text(cells["a.connections()"])
     assert "stopped" in _text(cells["a.stop()"])
+
+
+def _check_campaign(notebook: nbformat.NotebookNode) -> None:
+    cells = _cells(notebook)
+    attempts = _text(cells["result = run_campaign(scenario, show_progress=False)"])
+    assert "tcp" in attempts and "quic" in attempts, attempts
+    assert "SUCCESS" in attempts, attempts  # endpoint-independent pairs punch through
+    table = _text(cells["table = result.table()"])
+    assert "all" in table and "success_rate" in table, table
+    comparison = _text(cells["comparison = result.compare_with_field()"])
+    assert "70% ± 7.1%" in comparison and "97.6%" in comparison, comparison
+    saved = _text(cells['path = result.save("campaign.parquet")'])
+    assert "10 attempts; same scenario: True" in saved, saved
+    plot = next(c for first, c in cells.items() if first.startswith("ax = result.attempts"))
+    assert _has_png(plot), "no outcome plot"
