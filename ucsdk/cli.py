@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import pandas as pd
@@ -393,6 +394,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         run_traversal,
     )
 
+    if args.scenario in ("run", "export"):
+        return _lab_file(args)
     if args.list or args.scenario is None:
         for name, (description, hosts) in sorted(SCENARIOS.items()):
             kinds = ", ".join(f"{h}:{nat.value}" for h, nat in hosts)
@@ -429,6 +432,53 @@ def cmd_lab(args: argparse.Namespace) -> int:
         lab.stop()
         if args.keep_logs:
             print(f"\nnode logs kept in {lab.workdir}")
+    return EXIT_OK
+
+
+def _lab_file(args: argparse.Namespace) -> int:
+    """``ucsdk lab run FILE`` and ``ucsdk lab export FILE --to ENGINE``."""
+    from ucsdk.lab.spec import Scenario
+
+    if args.file is None:
+        raise errors.InvalidInput(f"ucsdk lab {args.scenario} FILE", None, "a scenario file")
+    scenario = Scenario.load(args.file)
+    if args.scenario == "export":
+        from ucsdk.lab.export import export, export_warnings
+
+        if args.to is None:
+            raise errors.InvalidInput("--to", None, "mininet, containernet or shadow")
+        out = Path(
+            args.out
+            or Path(args.file).with_suffix(".shadow.yaml" if args.to == "shadow" else ".py").name
+        )
+        for warning in export_warnings(scenario, args.to):
+            print(f"warning: {warning}", file=sys.stderr)
+        print(export(scenario, args.to, out))
+        return EXIT_OK
+    _say(
+        f"scenario {scenario.name}: {len(scenario.hosts)} hosts"
+        + (
+            f", a campaign of {scenario.campaign.trials} attempts per transport"
+            if scenario.campaign is not None
+            else ""
+        )
+    )
+    from ucsdk.lab.campaigns import run
+
+    result = run(scenario, args.out, keep_logs=args.keep_logs)
+    if args.json:
+        print(json.dumps({"results": json.loads(result.frame.to_json(orient="records"))}))
+    else:
+        print(result.frame.to_string())
+        if scenario.campaign is not None:
+            from ucsdk.lab.campaigns import compare_with_field, success_table
+
+            print()
+            print(success_table(result.frame).to_string())
+            print()
+            print(compare_with_field(result.frame).to_string())
+    if args.out:
+        print(f"\nresults, with the scenario and versions, in {args.out}")
     return EXIT_OK
 
 
@@ -529,7 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[verbosity],
         help="build a NAT lab scenario (root) and show what each node sees",
     )
-    lab.add_argument("scenario", nargs="?", help="scenario name; omit to list them")
+    lab.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario name; omit to list them; 'run FILE' runs a scenario file, "
+        "'export FILE --to ENGINE' writes it for Mininet, Containernet or Shadow",
+    )
+    lab.add_argument("file", nargs="?", help="scenario file (.toml, .yaml) for run/export")
+    lab.add_argument("--out", "-o", help="run: results file (.parquet, .csv); export: output")
+    lab.add_argument("--to", choices=("mininet", "containernet", "shadow"), help="export engine")
     lab.add_argument("--list", action="store_true", help="list the scenarios")
     lab.add_argument("--json", action="store_true", help="print the tables as JSON lines")
     lab.add_argument("--keep-logs", action="store_true", help="keep the nodes' log files")
