@@ -53,6 +53,7 @@ bench: $(STAMP) lab-deps
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dial.py
 	$(BIN)/python bench/pubsub.py
