@@ -785,9 +785,10 @@ class Lab:
         ``hairpinning=True`` lets a packet from the host to its own public mapping back in;
         ``udp_timeout_s`` sets how long an idle UDP mapping lives (whole seconds, >= 1).
 
-        Example (as root):
-            >>> lab.add_host("a", nat="full_cone", node=False,  # doctest: +SKIP
-            ...              hairpinning=True, udp_timeout_s=5)
+        Example (as root)::
+
+            lab.add_host("a", nat="full_cone", node=False,
+                         hairpinning=True, udp_timeout_s=5)
         """
         kind = NatType.parse(nat)
         _check_nat_options(kind, port_preservation, hairpinning, udp_timeout_s)
@@ -942,9 +943,10 @@ class Lab:
         within about 1 ms of the asked round trip from 10 to 200 ms; see
         ``docs/research.md``). ``hosts()`` says which (``link_engine``).
 
-        Example (as root):
-            >>> lab.impair("alice", latency_ms=80, jitter_ms=4)  # doctest: +SKIP
-            >>> lab.impair("alice")  # a clean link again  # doctest: +SKIP
+        Example (as root)::
+
+            lab.impair("alice", latency_ms=80, jitter_ms=4)
+            lab.impair("alice")  # a clean link again
         """
         h = self._resolve(host)
         values = {
@@ -988,10 +990,10 @@ class Lab:
         what the links between them add, without any libp2p on the way. A lost packet
         raises :class:`ucsdk.errors.LabError` after ``timeout``.
 
-        Example (as root):
-            >>> lab.impair("alice", latency_ms=50)  # doctest: +SKIP
-            >>> statistics.median(lab.round_trips("alice", "relay"))  # doctest: +SKIP
-            50.4
+        Example (as root)::
+
+            lab.impair("alice", latency_ms=50)
+            statistics.median(lab.round_trips("alice", "relay"))  # 50.4
         """
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise errors.InvalidInput("count", count, "a positive integer")
@@ -1243,11 +1245,12 @@ class Lab:
         first use. Works with ``node=False`` hosts. ``timeout``: how long to wait for one
         packet. See :mod:`ucsdk.lab.behaviour`.
 
-        Example (as root):
-            >>> report = lab.nat_behaviour("a", lifetime_waits=(1, 5))  # doctest: +SKIP
-            >>> report.mapping, report.filtering  # doctest: +SKIP
-            ('endpoint_independent', 'address_and_port_dependent')
-            >>> report.frame  # doctest: +SKIP
+        Example (as root)::
+
+            report = lab.nat_behaviour("a", lifetime_waits=(1, 5))
+            report.mapping, report.filtering
+            # ('endpoint_independent', 'address_and_port_dependent')
+            report.frame
         """
         h = self._resolve(host)
         waits = list(lifetime_waits)

@@ -393,10 +393,10 @@ def in_namespace(ns: str, fn: Callable[[], _T]) -> _T:
 def udp_socket(ns: str, address: tuple[str, int] = ("0.0.0.0", 0)) -> socket.socket:
     """A UDP socket inside namespace ``ns``, bound to ``address`` (see :func:`in_namespace`).
 
-    Example (as root, with a lab running):
-        >>> sock = udp_socket("ucsdk-4242-1-alice")  # doctest: +SKIP
-        >>> sock.getsockname()  # doctest: +SKIP
-        ('0.0.0.0', 40123)
+    Example (as root, with a lab running)::
+
+        sock = udp_socket("ucsdk-4242-1-alice")
+        sock.getsockname()  # ('0.0.0.0', 40123)
     """
 
     def make() -> socket.socket:
