@@ -43,6 +43,7 @@ def test_notebook_runs(
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
+    _print_cell_times(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not any(o.get("output_type") == "error" for o in cell.outputs)
@@ -56,6 +57,19 @@ def test_notebook_runs(
         "07_campaign.ipynb": _check_campaign,
     }
     checks[path.name](notebook)
+
+
+def _print_cell_times(notebook: nbformat.NotebookNode) -> None:
+    """Each code cell's run time (from nbclient's timing record), shown by ``pytest -s`` or on
+    failure: where a slow notebook spends its time."""
+    from datetime import datetime
+
+    for cell in notebook.cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type == "code" and start and end:
+            seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+            print(f"{seconds:7.2f} s  {cell.source.splitlines()[0] if cell.source else ''}")
 
 
 def _cells(notebook: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
