@@ -169,3 +169,30 @@ def test_connect_dials_the_address_it_was_given_only() -> None:
         attempts = a.dial_attempts()
         last = attempts[attempts["dial_id"] == attempts["dial_id"].max()]
         assert dead in set(last["addr"])
+
+
+def test_a_dial_for_a_stream_waits_for_the_dial_in_flight_to_that_peer() -> None:
+    """A stream opened while the dialer connects to its peer (a DHT query to a peer the
+    peerstore just learnt did this) waits for that dial and uses its connection. Before,
+    it dialled a second one (a websocket ``connect`` under load: 2 connections in 5 of 6
+    runs)."""
+    import trio
+    from libp2p.peer.id import ID
+    from multiaddr import Multiaddr
+
+    alone = {**QUIET, "enable_dht_discovery": False}
+    with ucsdk.Node.development(**alone) as server, ucsdk.Node.development(**alone) as client:
+        host = client.manager.host
+        swarm = host.get_network()
+        pid = ID.from_base58(server.peer_id)
+        addr = Multiaddr(server.addrs[0].split("/p2p/")[0])
+        host.get_peerstore().add_addrs(pid, [addr], 60)
+
+        async def dial_and_open_a_stream_at_once() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(swarm.dial_addr, addr, pid)
+                nursery.start_soon(swarm.dial_peer, pid)
+
+        client._portal.call(dial_and_open_a_stream_at_once)
+        assert len(client.connections()) == 1, client.connections()
+        assert not swarm._ongoing_dials  # the entry went with the dial
