@@ -36,19 +36,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _session_pids(sid: int) -> list[int]:
-    """Processes in session ``sid`` (Voila and the kernels it started)."""
-    pids = []
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _started_by(pid: int) -> set[tuple[int, str]]:
+    """(PID, start time) of every process in ``pid``'s session and of all its descendants.
+    Jupyter starts each kernel in a session of its own, so the session alone misses the
+    kernels and their nodes. The start time tells a process from a later one given its PID."""
+    table = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            pids.append(int(entry.name))
-    return pids
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None:
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[19])
+    found = {p for p, (_, sid, _) in table.items() if sid == pid}
+    while more := {p for p, (ppid, _, _) in table.items() if ppid in found | {pid}} - found:
+        found |= more
+    return {(p, table[p][2]) for p in found}
+
+
+def _alive(procs: set[tuple[int, str]]) -> set[int]:
+    """The PIDs of ``procs`` still running (not zombies), the same processes as recorded."""
+    alive = set()
+    for pid, start in procs:
+        fields = _stat(pid)
+        if fields is not None and fields[19] == start and fields[0] != "Z":
+            alive.add(pid)
+    return alive
 
 
 @pytest.fixture
@@ -85,19 +103,24 @@ def voila(tmp_path: Path, jupyter_env: None) -> Iterator[str]:
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/"
     finally:
+        ours = _started_by(proc.pid)  # Voila's kernels, seen while Voila still runs
         proc.send_signal(signal.SIGINT)  # Jupyter servers shut their kernels down on SIGINT
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        ours |= _started_by(proc.pid)
         deadline = time.monotonic() + 10
-        while _session_pids(proc.pid) and time.monotonic() < deadline:
+        while _alive(ours) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for pid in _session_pids(proc.pid):  # kernels Voila failed to end: ours, by PID
+        for pid in _alive(ours):  # kernels Voila failed to end: ours, by PID
             os.kill(pid, signal.SIGKILL)
         log.close()
-        assert not _session_pids(proc.pid)
+        deadline = time.monotonic() + 5
+        while _alive(ours) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(ours), _alive(ours)
 
 
 def _screenshot_path(name: str = "dashboard.png") -> Path:
