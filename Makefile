@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck lab-deps browser-deps node-deps
-	$(BIN)/python -m pytest -ra --durations=10
+	$(BIN)/python scripts/test_streams.py -ra --durations=10
 
 # Regenerate ucsdk/proto/*_pb2.py(i) from ucsdk/proto/*.proto (commit the result).
 proto: $(STAMP)
