@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import ucsdk
+from tests._util import wait_for
 from tests.browser._browser_peer import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,16 +112,11 @@ def voila(tmp_path: Path, jupyter_env: None) -> Iterator[str]:
             proc.kill()
             proc.wait(5)
         ours |= _started_by(proc.pid)
-        deadline = time.monotonic() + 10
-        while _alive(ours) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: not _alive(ours), 10, 0.2)
         for pid in _alive(ours):  # kernels Voila failed to end: ours, by PID
             os.kill(pid, signal.SIGKILL)
         log.close()
-        deadline = time.monotonic() + 5
-        while _alive(ours) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(ours), _alive(ours)
+        assert wait_for(lambda: not _alive(ours), 5), _alive(ours)
 
 
 def _screenshot_path(name: str = "dashboard.png") -> Path:
