@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.interop._ucjs import JsUnavailable, js_setup
+from tests.interop._ucjs import JsUnavailable, js_setup, setup_lock
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
@@ -58,7 +58,8 @@ __all__ = ["BrowserPeer", "JsUnavailable", "build_page", "require_browser", "req
 def build_page(page_dir: Path = PAGE_DIR) -> Path:
     """``page_dir`` with its npm packages installed (``npm ci`` when ``package-lock.json``
     is newer than the install) and ``peer.js`` bundled into ``peer.bundle.js`` (when the
-    bundle is older than its sources or the install); :class:`JsUnavailable` saying why not.
+    bundle is older than its sources or the install), each under the folder's set-up lock;
+    :class:`JsUnavailable` saying why not.
     """
     js_setup(page_dir)  # checks node >= 20 and npm, runs npm ci when needed
     esbuild = page_dir / "node_modules" / ".bin" / "esbuild"
@@ -66,15 +67,16 @@ def build_page(page_dir: Path = PAGE_DIR) -> Path:
         raise JsUnavailable(f"{esbuild} is missing after npm ci")
     bundle = page_dir / BUNDLE
     sources = [page_dir / "peer.js", page_dir / "node_modules" / ".package-lock.json"]
-    if bundle.exists() and all(bundle.stat().st_mtime >= s.stat().st_mtime for s in sources):
-        return page_dir
-    done = subprocess.run(
-        [str(esbuild), "peer.js", *ESBUILD_ARGS, f"--outfile={BUNDLE}"],
-        cwd=page_dir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with setup_lock(page_dir):  # another pytest run may be bundling it too
+        if bundle.exists() and all(bundle.stat().st_mtime >= s.stat().st_mtime for s in sources):
+            return page_dir
+        done = subprocess.run(
+            [str(esbuild), "peer.js", *ESBUILD_ARGS, f"--outfile={BUNDLE}"],
+            cwd=page_dir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if done.returncode != 0:
         raise JsUnavailable(f"esbuild failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return page_dir

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
+import fcntl
 import itertools
 import json
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,27 @@ class JsError(RuntimeError):
     """The js peer answered a command with an error."""
 
 
+@contextlib.contextmanager
+def setup_lock(js_dir: Path) -> Iterator[None]:
+    """Hold ``js_dir``'s set-up lock (``flock`` on ``js_dir/.setup.lock``) for the block.
+
+    ``make test`` runs two pytest processes at once, and both may need the same npm
+    packages: two ``npm ci`` in one folder delete and write each other's files (seen as
+    ``ETXTBSY`` on esbuild's binary). Whoever holds the lock installs or builds; whoever
+    waited finds the work done.
+    """
+    with open(js_dir / ".setup.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def js_setup(js_dir: Path = JS_DIR) -> Path:
     """``js_dir`` with its pinned npm packages installed (``npm ci`` when the lock file is
-    newer than the install); :class:`JsUnavailable` saying why not."""
+    newer than the install, under :func:`setup_lock`); :class:`JsUnavailable` saying why
+    not."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         raise JsUnavailable("Node.js >= 20 and npm must be on PATH (Debian: nodejs, npm)")
@@ -50,16 +70,17 @@ def js_setup(js_dir: Path = JS_DIR) -> Path:
         raise JsUnavailable(f"js-libp2p 3 needs Node.js >= 20; this machine has {major}")
     stamp = js_dir / "node_modules" / ".package-lock.json"
     lock = js_dir / "package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=js_dir,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            raise JsUnavailable(f"npm ci failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    with setup_lock(js_dir):
+        if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=js_dir,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                raise JsUnavailable(f"npm ci failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return js_dir
 
 
