@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import ucsdk
-from tests._util import wait_for
+from tests._util import proc_stat, wait_for
 from tests.browser._browser_peer import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,21 +37,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def _started_by(pid: int) -> set[tuple[int, str]]:
     """(PID, start time) of every process in ``pid``'s session and of all its descendants.
     Jupyter starts each kernel in a session of its own, so the session alone misses the
     kernels and their nodes. The start time tells a process from a later one given its PID."""
     table = {}
     for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
         if fields is not None:
             table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[19])
     found = {p for p, (_, sid, _) in table.items() if sid == pid}
@@ -64,7 +56,7 @@ def _alive(procs: set[tuple[int, str]]) -> set[int]:
     """The PIDs of ``procs`` still running (not zombies), the same processes as recorded."""
     alive = set()
     for pid, start in procs:
-        fields = _stat(pid)
+        fields = proc_stat(pid)
         if fields is not None and fields[19] == start and fields[0] != "Z":
             alive.add(pid)
     return alive

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ucsdk.lab
+from tests._util import alive
 from ucsdk import errors
 from ucsdk.lab import NatType, net
 from ucsdk.lab.scenarios import wait_until
@@ -24,19 +25,6 @@ pytestmark = pytest.mark.lab
 
 def _our_namespaces(prefix: str) -> list[str]:
     return [ns for ns in net.list_namespaces() if ns.startswith(prefix)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_the_nat_is_real() -> None:
@@ -109,10 +97,10 @@ def test_five_hosts_up_and_nothing_left_behind() -> None:
         assert len(set(hosts["peer_id"])) == 5
         assert len(_our_namespaces(lab.prefix)) == 1 + 5 + 4 + 1  # inet, hosts, routers, CGN
         workdir = lab.workdir
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
     print(f"5 hosts up in {up:.2f} s")
     assert _our_namespaces(lab.prefix) == []
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     assert not workdir.exists()
     assert wait_until(lambda: threading.active_count() <= threads_before, 5)
     with pytest.raises(errors.LabError, match="stopped"):
@@ -145,7 +133,7 @@ def test_a_crashed_lab_is_cleaned_at_the_next_start() -> None:
     stale = _our_namespaces(prefix)
     assert len(stale) == 3  # inet, the router, the host
     # The node process ends with its lab: its command pipe closed.
-    assert wait_until(lambda: not _alive(int(agent_pid)), 10)
+    assert wait_until(lambda: not alive(int(agent_pid)), 10)
     with ucsdk.lab.Lab() as lab:
         assert set(stale) <= set(lab.stale_removed)
         assert _our_namespaces(prefix) == []

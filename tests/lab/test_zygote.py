@@ -12,24 +12,17 @@ import time
 import pytest
 
 import ucsdk.lab
+from tests._util import alive, proc_stat
 from ucsdk.lab import net
 from ucsdk.lab.scenarios import wait_until
 
 pytestmark = pytest.mark.lab
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie, or a pid gone, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
 def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as fh:
-        return int(fh.read().rsplit(")", 1)[-1].split()[1])
+    fields = proc_stat(pid)
+    assert fields is not None, f"process {pid} is gone"
+    return int(fields[1])
 
 
 def _netns(path: str) -> tuple[int, int]:
@@ -65,13 +58,13 @@ def test_a_lab_node_is_a_forked_child_in_its_namespace() -> None:
         lab.kill_node(relay)
         assert relay.node_handle is not None
         assert relay.node_handle._proc.returncode == -signal.SIGKILL
-        assert not _alive(old)
+        assert not alive(old)
         again = lab.restart_node(relay)
         assert again.pid != old and _ppid(again.pid) == zygote
         pids = [relay.node.pid, home.node.pid, zygote]
         namespaces = list(lab._namespaces)
     # Stopped: no node, no zygote, no namespace left.
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     assert not set(namespaces) & set(net.list_namespaces())
 
 
@@ -103,7 +96,7 @@ def test_killing_the_lab_process_ends_every_node_and_its_zygote() -> None:
         parent.send_signal(signal.SIGKILL)  # no cleanup code runs
         parent.wait(10)
     # Each node's request pipe and the zygote's socket closed with the lab's process.
-    assert wait_until(lambda: not any(_alive(int(p)) for p in pids), 15, 0.05)
+    assert wait_until(lambda: not any(alive(int(p)) for p in pids), 15, 0.05)
     stale = [ns for ns in net.list_namespaces() if ns.startswith(prefix)]
     assert len(stale) == 8  # inet, relay, three hosts and their routers
     with ucsdk.lab.Lab() as lab:  # removes the dead lab's namespaces
@@ -125,7 +118,7 @@ def test_a_big_lab_builds_and_leaves_nothing_behind() -> None:
         prefix = lab.prefix
         started = time.monotonic()
     print(f"20-host lab stopped in {time.monotonic() - started:.2f} s")
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     assert not [ns for ns in net.list_namespaces() if ns.startswith(prefix)]
 
 
@@ -142,4 +135,4 @@ def test_a_killed_zygote_is_replaced_and_its_nodes_run_on() -> None:
         assert lab._zygotes[-1] is not first
         assert _ppid(b.node.pid) == lab._zygotes[-1].pid
         pids = [a.node.pid, b.node.pid, lab._zygotes[-1].pid]
-    assert wait_until(lambda: not any(_alive(p) for p in pids), 10, 0.05)
+    assert wait_until(lambda: not any(alive(p) for p in pids), 10, 0.05)
