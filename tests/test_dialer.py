@@ -189,8 +189,17 @@ def test_a_dial_for_a_stream_waits_for_the_dial_in_flight_to_that_peer() -> None
         host.get_peerstore().add_addrs(pid, [addr], 60)
 
         async def dial_and_open_a_stream_at_once() -> None:
+            began = trio.Event()
+
+            async def dial_by_address() -> None:
+                began.set()
+                await swarm.dial_addr(addr, pid)
+
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(swarm.dial_addr, addr, pid)
+                nursery.start_soon(dial_by_address)
+                # Trio may run tasks started together in either order: the stream's dial
+                # starts once the dial by address is under way, as in connect() then a query.
+                await began.wait()
                 nursery.start_soon(swarm.dial_peer, pid)
 
         client._portal.call(dial_and_open_a_stream_at_once)
