@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.interop._ucjs import JsUnavailable, js_setup, setup_lock
+from tests.interop._ucjs import JsUnavailable, js_setup, run_js_tool, setup_lock
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
@@ -70,15 +69,12 @@ def build_page(page_dir: Path = PAGE_DIR) -> Path:
     with setup_lock(page_dir):  # another pytest run may be bundling it too
         if bundle.exists() and all(bundle.stat().st_mtime >= s.stat().st_mtime for s in sources):
             return page_dir
-        done = subprocess.run(
+        run_js_tool(
             [str(esbuild), "peer.js", *ESBUILD_ARGS, f"--outfile={BUNDLE}"],
-            cwd=page_dir,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            page_dir,
+            300,
+            "esbuild",
         )
-    if done.returncode != 0:
-        raise JsUnavailable(f"esbuild failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return page_dir
 
 

@@ -57,6 +57,14 @@ def setup_lock(js_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def run_js_tool(args: list[str], cwd: Path, timeout: float, what: str) -> None:
+    """Run a Node.js tool (npm, esbuild) in ``cwd``; :class:`JsUnavailable` with the end of
+    its output when it fails."""
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise JsUnavailable(f"{what} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
 def js_setup(js_dir: Path = JS_DIR) -> Path:
     """``js_dir`` with its pinned npm packages installed (``npm ci`` when the lock file is
     newer than the install, under :func:`setup_lock`); :class:`JsUnavailable` saying why
@@ -72,15 +80,7 @@ def js_setup(js_dir: Path = JS_DIR) -> Path:
     lock = js_dir / "package-lock.json"
     with setup_lock(js_dir):
         if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
-            done = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"],
-                cwd=js_dir,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if done.returncode != 0:
-                raise JsUnavailable(f"npm ci failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            run_js_tool([npm, "ci", "--no-audit", "--no-fund"], js_dir, 600, "npm ci")
     return js_dir
 
 
